@@ -1,0 +1,17 @@
+#pragma once
+// op_impl<Op, Target>: the one customisation point every backend specialises, in its own folder.
+// Front doors (matmul.hpp, attention.hpp, norm.hpp) validate once, then call op_impl<Op, Target>::run.
+
+namespace trellis {
+
+template <class>
+inline constexpr bool dependent_false_v = false;
+
+template <class Op, class Target>
+struct op_impl {
+  static_assert(dependent_false_v<Target>,
+                "trellis: this op is not implemented for this target (no op_impl<Op, Target> "
+                "specialisation is visible: include the target's header, e.g. <trellis/cpu.hpp>)");
+};
+
+}  // namespace trellis
