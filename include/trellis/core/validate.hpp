@@ -105,7 +105,8 @@ inline void check_not_self_overlapping(std::string_view op, const operand& o) {
   std::size_t n = 0;
   for (std::size_t a = 0; a < o.rank; ++a)
     if (o.shape[a] > 1) axes[n++] = a;
-  std::sort(axes.begin(), axes.begin() + n, [&](std::size_t x, std::size_t y) { return o.strides[x] < o.strides[y]; });
+  for (std::size_t i = 1; i < n; ++i)  // insertion sort by stride (at most 4 axes)
+    for (std::size_t j = i; j > 0 && o.strides[axes[j]] < o.strides[axes[j - 1]]; --j) std::swap(axes[j], axes[j - 1]);
   std::size_t span = 1;  // elements covered by the axes seen so far
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t a = axes[i];

@@ -54,6 +54,7 @@ norm_shape validate_norm(std::string_view op, const operand& x, const any_view& 
     check_optional_shape(op, d, 1, {hidden}, "one value per element of the normalised axis");
     check_not_null(op, d);
     check_no_overlap(op, y, d);
+    if (opts.residual_out) check_no_overlap(op, describe("options.residual_out", opts.residual_out), d);
   };
   check_param(gamma, "gamma");
   if (beta) check_param(*beta, "beta");

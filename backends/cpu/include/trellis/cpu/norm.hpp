@@ -1,0 +1,126 @@
+#pragma once
+// layernorm and rmsnorm on the CPU target: one row at a time, in SIMD, rows split statically over threads.
+//
+// Each row is read from DRAM once: s = x (+ r) is formed in a per-thread fp32 row buffer (or read in
+// place when x already is contiguous fp32), and the statistics take two passes over that L1/L2-hot row
+// (the mean of s − s₀, then Σ(s − mean)², both relative to the row's first element s₀), which is safe against the cancellation of E[s²] − E[s]². The fused residual
+// normalises the fp32 sum x + r (the value written to residual_out is that sum rounded to its type).
+
+#include <cmath>
+#include <cstddef>
+
+#include "trellis/core/rows.hpp"
+#include "trellis/cpu/parallel.hpp"
+#include "trellis/cpu/row_io.hpp"
+#include "trellis/cpu/scratch.hpp"
+#include "trellis/cpu/simd_hwy.hpp"
+#include "trellis/cpu/simd_xsimd.hpp"
+#include "trellis/cpu/target.hpp"
+#include "trellis/ops/norm.hpp"
+
+namespace trellis {
+TRELLIS_BEGIN_ISA_NAMESPACE
+namespace cpu_detail {
+
+enum class norm_kind { layer, rms };
+
+/// Σ ((s_j − shift) − centre)^Power over a row (Power 1 or 2), two vector chains to hide the add latency.
+/// Layernorm shifts by the row's first element so that large, nearly equal values cancel exactly
+/// (Sterbenz) before anything is summed: the mean of a row like 1e4 + noise keeps the noise's precision.
+template <class S, int Power>
+float centred_sum(const float* s, std::size_t n, float shift, float centre) {
+  using vec = typename S::vec;
+  const vec vshift = S::set(shift), vcentre = S::set(centre);
+  const auto term = [&](vec x) {
+    const vec d = S::sub(S::sub(x, vshift), vcentre);
+    return Power == 2 ? S::mul(d, d) : d;
+  };
+  vec acc0 = S::zero(), acc1 = S::zero();
+  std::size_t j = 0;
+  for (; j + 2 * S::lanes <= n; j += 2 * S::lanes) {
+    acc0 = S::add(acc0, term(S::load(s + j)));
+    acc1 = S::add(acc1, term(S::load(s + j + S::lanes)));
+  }
+  for (; j + S::lanes <= n; j += S::lanes) acc0 = S::add(acc0, term(S::load(s + j)));
+  float total = S::reduce_add(S::add(acc0, acc1));
+  for (; j < n; ++j) {
+    const float d = (s[j] - shift) - centre;
+    total += Power == 2 ? d * d : d;
+  }
+  return total;
+}
+
+template <class S, class TX, class TY, std::size_t Rank, class Options>
+void normalize_rows(norm_kind kind, int threads, tensor_view<const TX, Rank> x, const any_view& gamma,
+                    const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
+                    const Options& opts) {
+  using vec = typename S::vec;
+  using io = simd_io<S>;
+  constexpr std::size_t L = S::lanes;
+  if (rows == 0 || hidden == 0) return;
+  // γ and β widened once by the calling thread, shared read-only by the workers.
+  float* params = thread_scratch(scratch_slot::row_params).get(2 * hidden);
+  const float* g = gamma ? row_as_f32<S>(gamma, 0, gamma.stride(0), hidden, params) : nullptr;
+  const float* b = beta ? row_as_f32<S>(beta, 0, beta.stride(0), hidden, params + hidden) : nullptr;
+
+  parallel_for(threads, rows, [&](std::size_t row) {
+    float* buffer = thread_scratch(scratch_slot::row).get(hidden);
+    const TX* xr = detail::row_pointer(x, row);
+    const float* s = nullptr;
+    if (opts.residual) {
+      const std::size_t r_offset = detail::row_offset(opts.residual, row);
+      const float* rr = row_as_f32<S>(opts.residual, r_offset, 1, hidden, buffer);  // may fill buffer
+      std::size_t j = 0;
+      for (; j + L <= hidden; j += L) S::store(buffer + j, S::add(io::load(xr + j), S::load(rr + j)));
+      if (j < hidden) S::store_n(buffer + j, S::add(io::load_n(xr + j, hidden - j), S::load_n(rr + j, hidden - j)), hidden - j);
+      s = buffer;
+      if (opts.residual_out) store_row<S>(opts.residual_out, detail::row_offset(opts.residual_out, row), s, hidden);
+    } else {
+      s = row_as_f32<S>(xr, 1, hidden, buffer);
+    }
+
+    // mean = shift + centre; rmsnorm uses neither (its "variance" is the mean of squares).
+    const float shift = kind == norm_kind::layer ? s[0] : 0.0f;
+    const float centre = kind == norm_kind::layer ? centred_sum<S, 1>(s, hidden, shift, 0.0f) / float(hidden) : 0.0f;
+    const float var = centred_sum<S, 2>(s, hidden, shift, centre) / float(hidden);
+    const float rstd = 1.0f / std::sqrt(var + opts.eps);
+
+    TY* yr = detail::row_pointer(y, row);
+    const vec vshift = S::set(shift), vcentre = S::set(centre), vrstd = S::set(rstd);
+    const auto normalized = [&](std::size_t j, vec sj, std::size_t n) {
+      vec out = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
+      if (g) out = S::mul(out, n == L ? S::load(g + j) : S::load_n(g + j, n));
+      if (b) out = S::add(out, n == L ? S::load(b + j) : S::load_n(b + j, n));
+      return out;
+    };
+    std::size_t j = 0;
+    for (; j + L <= hidden; j += L) io::store(yr + j, normalized(j, S::load(s + j), L));
+    if (j < hidden) io::store_n(yr + j, normalized(j, S::load_n(s + j, hidden - j), hidden - j), hidden - j);
+  });
+}
+
+}  // namespace cpu_detail
+TRELLIS_END_ISA_NAMESPACE
+
+template <class Provider>
+struct op_impl<layernorm_fn, basic_cpu<Provider>> {
+  template <class TX, class TY, std::size_t Rank>
+  static void run(const basic_cpu<Provider>& target, tensor_view<const TX, Rank> x, const any_view& gamma,
+                  const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
+                  const layernorm_options& opts) {
+    cpu_detail::normalize_rows<cpu_detail::simd<Provider>>(cpu_detail::norm_kind::layer, target.threads, x, gamma,
+                                                           beta, y, rows, hidden, opts);
+  }
+};
+
+template <class Provider>
+struct op_impl<rmsnorm_fn, basic_cpu<Provider>> {
+  template <class TX, class TY, std::size_t Rank>
+  static void run(const basic_cpu<Provider>& target, tensor_view<const TX, Rank> x, const any_view& gamma,
+                  tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden, const rmsnorm_options& opts) {
+    cpu_detail::normalize_rows<cpu_detail::simd<Provider>>(cpu_detail::norm_kind::rms, target.threads, x, gamma,
+                                                           any_view{}, y, rows, hidden, opts);
+  }
+};
+
+}  // namespace trellis

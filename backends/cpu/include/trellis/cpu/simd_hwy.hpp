@@ -1,0 +1,85 @@
+#pragma once
+// The Highway SIMD provider: one full native vector of float (16 lanes on AVX-512, 8 on AVX2).
+// Everything the kernels need goes through this small interface (simd_provider.hpp lists it).
+
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "trellis/core/bf16.hpp"
+#include "trellis/cpu/simd_provider.hpp"
+#include "trellis/cpu/target.hpp"
+
+#if defined(__AVX2__) && HWY_STATIC_TARGET > HWY_AVX2
+#warning "Trellis: Highway's static target is below AVX2 although __AVX2__ is set: Highway 1.0.3 also needs -maes -mpclmul (e.g. -march=haswell -maes). The hwy provider falls back to 4-lane SSE."
+#endif
+
+namespace trellis {
+TRELLIS_BEGIN_ISA_NAMESPACE
+namespace cpu_detail {
+
+template <>
+struct simd<hwy_provider> {
+  using tag = hwy::HWY_NAMESPACE::ScalableTag<float>;
+  using vec = hwy::HWY_NAMESPACE::Vec<tag>;
+  static constexpr std::size_t lanes = HWY_LANES(float);
+
+  static vec zero() { return hwy::HWY_NAMESPACE::Zero(tag()); }
+  static vec set(float x) { return hwy::HWY_NAMESPACE::Set(tag(), x); }
+  static vec load(const float* p) { return hwy::HWY_NAMESPACE::LoadU(tag(), p); }
+  static void store(float* p, vec v) { hwy::HWY_NAMESPACE::StoreU(v, tag(), p); }
+  /// The first n < lanes elements; the other lanes are 0 and their memory is not touched.
+  static vec load_n(const float* p, std::size_t n) {
+    return hwy::HWY_NAMESPACE::MaskedLoad(hwy::HWY_NAMESPACE::FirstN(tag(), n), tag(), p);
+  }
+  static void store_n(float* p, vec v, std::size_t n) {
+    hwy::HWY_NAMESPACE::BlendedStore(v, hwy::HWY_NAMESPACE::FirstN(tag(), n), tag(), p);
+  }
+
+  static vec load_bf16(const bf16* p) {
+    namespace hn = hwy::HWY_NAMESPACE;
+    const hn::Rebind<std::uint16_t, tag> du16;
+    const hn::RebindToSigned<tag> di32;
+    const auto bits = hn::LoadU(du16, reinterpret_cast<const std::uint16_t*>(p));
+    return hn::BitCast(tag(), hn::ShiftLeft<16>(hn::PromoteTo(di32, bits)));
+  }
+  /// Round-to-nearest-even to bf16, NaN kept quiet (the same rule as trellis::bf16).
+  static void store_bf16(bf16* p, vec v) {
+    namespace hn = hwy::HWY_NAMESPACE;
+    const hn::RebindToUnsigned<tag> du32;
+    const hn::RebindToSigned<tag> di32;
+    const hn::Rebind<std::uint16_t, tag> du16;
+    const auto u = hn::BitCast(du32, v);
+    const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du32, 1u));
+    const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du32, 0x7fffu), lsb)));
+    const auto quiet_nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du32, 0x40u));
+    const auto bits = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
+    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, bits)), du16, reinterpret_cast<std::uint16_t*>(p));
+  }
+
+  static vec add(vec a, vec b) { return hwy::HWY_NAMESPACE::Add(a, b); }
+  static vec sub(vec a, vec b) { return hwy::HWY_NAMESPACE::Sub(a, b); }
+  static vec mul(vec a, vec b) { return hwy::HWY_NAMESPACE::Mul(a, b); }
+  static vec div(vec a, vec b) { return hwy::HWY_NAMESPACE::Div(a, b); }
+  static vec max(vec a, vec b) { return hwy::HWY_NAMESPACE::Max(a, b); }
+  static vec min(vec a, vec b) { return hwy::HWY_NAMESPACE::Min(a, b); }
+  static vec abs(vec a) { return hwy::HWY_NAMESPACE::Abs(a); }
+  /// a·b + c with one rounding.
+  static vec fma(vec a, vec b, vec c) { return hwy::HWY_NAMESPACE::MulAdd(a, b, c); }
+  /// e^x, ≤ 1 ulp (Highway's contrib Exp); underflows to 0 for very negative x.
+  static vec exp(vec x) { return hwy::HWY_NAMESPACE::Exp(tag(), x); }
+  /// Per lane: a < 0 ? if_negative : otherwise.
+  static vec select_negative(vec a, vec if_negative, vec otherwise) {
+    namespace hn = hwy::HWY_NAMESPACE;
+    return hn::IfThenElse(hn::Lt(a, hn::Zero(tag())), if_negative, otherwise);
+  }
+
+  static float reduce_add(vec v) { return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::SumOfLanes(tag(), v)); }
+  static float reduce_max(vec v) { return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::MaxOfLanes(tag(), v)); }
+};
+
+}  // namespace cpu_detail
+TRELLIS_END_ISA_NAMESPACE
+}  // namespace trellis
