@@ -101,6 +101,7 @@ inline void check_unit_last_stride(std::string_view op, const operand& o) {
 /// An output must not write one element through two index tuples: ordered by stride, every axis must
 /// step past the whole extent of the axes inside it.
 inline void check_not_self_overlapping(std::string_view op, const operand& o) {
+  if (o.size() == 0) return;  // no elements, nothing to write twice (row-major strides of [3, 0] are {0, 1})
   std::array<std::size_t, 4> axes{};
   std::size_t n = 0;
   for (std::size_t a = 0; a < o.rank; ++a)

@@ -23,7 +23,7 @@ inline int resolve_threads(int requested) noexcept {
 /// Runs task(i) for i in [0, tasks), statically partitioned over up to `threads` threads.
 template <class Task>
 void parallel_for(int threads, std::size_t tasks, Task&& task) {
-  const int t = std::min<std::size_t>(resolve_threads(threads), tasks);
+  const int t = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(resolve_threads(threads)), tasks));
   if (t <= 1) {
     for (std::size_t i = 0; i < tasks; ++i) task(i);
     return;
