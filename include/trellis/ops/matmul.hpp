@@ -93,6 +93,10 @@ inline matmul_shape validate_matmul(const operand& a, const operand& b, const op
 }  // namespace detail
 TRELLIS_END_ISA_NAMESPACE
 
+/// True for a B operand packed ahead of time by a target (e.g. the CPU target's packed_matrix).
+template <class T>
+inline constexpr bool is_packed_matrix_v = false;
+
 struct matmul_fn {
   template <class Target, tensor_view_of_rank<2> A, tensor_view_of_rank<2> B, tensor_view_of_rank<2> C>
   void operator()(const Target& target, const A& a, const B& b, const C& c, const matmul_options& opts = {}) const {
@@ -110,6 +114,26 @@ struct matmul_fn {
     // Hand the backend logical [M, K] and [K, N] views: a transpose is only a swap of strides.
     op_impl<matmul_fn, Target>::run(target, opts.transpose_a ? av.transposed() : av,
                                     opts.transpose_b ? bv.transposed() : bv, c, opts);
+  }
+
+
+  /// C = epilogue(A·B) with B packed ahead of time by the target (its logical shape is [K, N]).
+  template <class Target, tensor_view_of_rank<2> A, class PackedB, tensor_view_of_rank<2> C>
+    requires is_packed_matrix_v<PackedB>
+  void operator()(const Target& target, const A& a, const PackedB& b, const C& c, const matmul_options& opts = {}) const {
+    using ta = typename A::value_type;
+    static_assert(!std::is_const_v<typename C::element_type>, "matmul: c must be a mutable view");
+    static_assert(std::is_same_v<ta, typename PackedB::value_type>, "matmul: a and the packed b must share an element type");
+    static_assert(std::is_same_v<typename C::value_type, float> || std::is_same_v<ta, bf16>,
+                  "matmul: supported element types (A, B, C) are (float, float, float), "
+                  "(bf16, bf16, float) and (bf16, bf16, bf16)");
+    if (opts.transpose_b)
+      detail::fail("matmul", "options.transpose_b", "false with a packed b (its layout was fixed when it was packed)",
+                   "true");
+    const const_view_t<A> av = a;
+    const detail::operand packed{"b", b.data(), 1, 2, {b.k(), b.n()}, {b.n(), 1}};
+    detail::validate_matmul(detail::describe("a", av), packed, detail::describe("c", c), opts);
+    op_impl<matmul_fn, Target>::run(target, opts.transpose_a ? av.transposed() : av, b, c, opts);
   }
 };
 

@@ -68,13 +68,28 @@ struct simd<hwy_provider> {
   static vec abs(vec a) { return hwy::HWY_NAMESPACE::Abs(a); }
   /// a·b + c with one rounding.
   static vec fma(vec a, vec b, vec c) { return hwy::HWY_NAMESPACE::MulAdd(a, b, c); }
-  /// e^x, ≤ 1 ulp (Highway's contrib Exp); underflows to 0 for very negative x.
-  static vec exp(vec x) { return hwy::HWY_NAMESPACE::Exp(tag(), x); }
+  /// e^x, ≤ 1 ulp (Highway's contrib Exp). Highway 1.0.3 returns garbage past x ≈ 128 (0 at 200,
+  /// 2e27 at 1e4), so the argument is clamped to [−104, 89]: 0 below, +inf above, as IEEE overflow gives.
+  static vec exp(vec x) {
+    namespace hn = hwy::HWY_NAMESPACE;
+    return hn::Exp(tag(), hn::Min(hn::Max(x, hn::Set(tag(), -104.0f)), hn::Set(tag(), 89.0f)));
+  }
   /// Per lane: a < 0 ? if_negative : otherwise.
   static vec select_negative(vec a, vec if_negative, vec otherwise) {
     namespace hn = hwy::HWY_NAMESPACE;
     return hn::IfThenElse(hn::Lt(a, hn::Zero(tag())), if_negative, otherwise);
   }
+
+  /// acc + a₀b₀ + a₁b₁ per lane, where a and b hold bf16 pairs (vdpbf16ps). Only where the CPU has it:
+  /// Highway 1.0.3's ReorderWidenMulAccumulate is emulated on every x86 target (cpu.md).
+#if HWY_TARGET <= HWY_AVX3 && defined(__AVX512BF16__)
+  static constexpr bool native_bf16_dot = true;
+  static vec bf16_pair_dot(vec acc, vec a, vec b) {
+    return vec{_mm512_dpbf16_ps(acc.raw, (__m512bh)_mm512_castps_si512(a.raw), (__m512bh)_mm512_castps_si512(b.raw))};
+  }
+#else
+  static constexpr bool native_bf16_dot = false;
+#endif
 
   static float reduce_add(vec v) { return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::SumOfLanes(tag(), v)); }
   static float reduce_max(vec v) { return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::MaxOfLanes(tag(), v)); }

@@ -8,9 +8,11 @@
 //   load_n(p, n), store_n(p, v, n)          the first n < lanes elements (masked tail; rest 0 / untouched)
 //   load_bf16(p), store_bf16(p, v)          bf16 <-> float, round-to-nearest-even, NaN kept
 //   add, sub, mul, div, max, min, abs, fma  lane-wise (fma = a·b + c, one rounding)
-//   exp(v)                                  e^x within a few ulp, 0 on underflow
+//   exp(v)                                  e^x within a few ulp for every float: 0 on underflow, +inf on overflow
 //   select_negative(a, x, y)                a < 0 ? x : y per lane
 //   reduce_add(v), reduce_max(v)            horizontal reductions
+//   native_bf16_dot, bf16_pair_dot(acc, a, b)  acc + a₀b₀ + a₁b₁ per lane on bf16 pairs (AVX-512 BF16 only;
+//                                           elsewhere bf16 kernels widen to fp32 and use fma)
 // The helpers below (bf16 tails, typed row loads/stores, activations) are written once on top of it.
 
 #include <algorithm>

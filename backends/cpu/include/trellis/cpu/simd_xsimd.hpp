@@ -102,6 +102,16 @@ struct simd<xsimd_provider> {
     return xsimd::select(a < vec(0.0f), if_negative, otherwise);
   }
 
+  /// acc + a₀b₀ + a₁b₁ per lane, where a and b hold bf16 pairs (vdpbf16ps; xsimd has no bf16 at all).
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+  static constexpr bool native_bf16_dot = true;
+  static vec bf16_pair_dot(vec acc, vec a, vec b) {
+    return vec(_mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(a), (__m512bh)_mm512_castps_si512(b)));
+  }
+#else
+  static constexpr bool native_bf16_dot = false;
+#endif
+
   static float reduce_add(vec v) { return xsimd::hadd(v); }
   static float reduce_max(vec v) {
     alignas(64) float tmp[lanes];

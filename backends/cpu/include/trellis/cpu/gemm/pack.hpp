@@ -1,58 +1,87 @@
 #pragma once
-// GEMM packing (GotoBLAS/BLIS): copy a block of A or B into the order the micro-kernel streams it,
-// widened to fp32 and zero-padded to whole register tiles so the kernel never needs a tail case.
+// GEMM packing: copy A and B into the order the micro-kernel streams them.
+//
+// B is packed in micro-panels of NR columns, each holding the whole K: element (s, c) of micro-panel jr
+// sits at jr·(steps·NR) + s·NR + c, where a step s is one k (fp32) or the k pair (2s, 2s + 1) of bf16
+// (even k in the low half: the vdpbf16ps operand order). Columns past N and the missing odd k are zero.
+// The layout does not depend on the K or N blocking, so a packed_matrix and a per-call panel are the same.
+//
+// A is packed (only when it is not a row-major fp32 matrix) in panels of MR rows × kc steps:
+// element (r, s) of panel p at p·(MR·kc) + s·MR + r.
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
+#include "trellis/core/bf16.hpp"
 #include "trellis/core/tensor_view.hpp"
-#include "trellis/cpu/simd_provider.hpp"
+#include "trellis/cpu/gemm/micro_kernel.hpp"
 
 namespace trellis {
 TRELLIS_BEGIN_ISA_NAMESPACE
 namespace cpu_detail {
 
-/// Packs rows [i0, i0 + mc) × columns [p0, p0 + kc) of A [M, K] into panels of MR rows:
-/// panel ip holds, for each k, the MR values A[i0 + ip·MR + r, p0 + k] (rows past mc are 0).
-template <std::size_t MR, class TA>
-void pack_a(tensor_view<const TA, 2> a, std::size_t i0, std::size_t mc, std::size_t p0, std::size_t kc, float* dst) {
-  const std::size_t sm = a.stride(0), sk = a.stride(1);
-  for (std::size_t ip = 0; ip < mc; ip += MR) {
-    const std::size_t rows = std::min(MR, mc - ip);
-    float* panel = dst + ip * kc;
-    const TA* src = a.data() + (i0 + ip) * sm + p0 * sk;
-    if (rows < MR)
-      for (std::size_t k = 0; k < kc; ++k)
-        for (std::size_t r = rows; r < MR; ++r) panel[k * MR + r] = 0.0f;
-    if (sm == 1 && rows == MR) {  // A transposed in memory: each k is MR contiguous values
-      for (std::size_t k = 0; k < kc; ++k)
-        for (std::size_t r = 0; r < MR; ++r) panel[k * MR + r] = float(src[k * sk + r]);
-    } else {
-      for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t k = 0; k < kc; ++k) panel[k * MR + r] = float(src[r * sm + k * sk]);
+/// k-steps for K: K for fp32, ⌈K/2⌉ for bf16 pairs.
+template <bool Pairs>
+constexpr std::size_t gemm_steps(std::size_t k) noexcept {
+  return Pairs ? (k + 1) / 2 : k;
+}
+
+/// The k-step element of a matrix at (row, step): value(row, k) is the element at k (or 0 past K).
+template <bool Pairs, class Value>
+gemm_element<Pairs> gemm_step_element(Value&& value, std::size_t k_count, std::size_t step) {
+  if constexpr (Pairs) {
+    const std::size_t k = 2 * step;
+    const std::uint32_t lo = value(k).bits;
+    const std::uint32_t hi = k + 1 < k_count ? value(k + 1).bits : 0u;
+    return lo | (hi << 16);
+  } else {
+    return float(value(step));
+  }
+}
+
+/// Packs micro-panel columns [j0, j0 + cols) (cols ≤ NR) of B [K, N] for all of K into dst (steps × NR).
+template <class S, bool Pairs, class TB>
+void pack_b_micro_panel(tensor_view<const TB, 2> b, std::size_t j0, std::size_t cols, gemm_element<Pairs>* dst) {
+  constexpr std::size_t NR = gemm_tile<S>::nr;
+  const std::size_t k_count = b.extent(0), steps = gemm_steps<Pairs>(k_count);
+  const std::size_t sk = b.stride(0), sn = b.stride(1);
+  const TB* base = b.data() + j0 * sn;
+  for (std::size_t s = 0; s < steps; ++s) std::fill(dst + s * NR + cols, dst + (s + 1) * NR, gemm_element<Pairs>{});
+  if (!Pairs && sn == 1) {  // row-major B: each k is `cols` contiguous values
+    for (std::size_t k = 0; k < k_count; ++k)
+      for (std::size_t c = 0; c < cols; ++c) dst[k * NR + c] = float(base[k * sk + c]);
+    return;
+  }
+  // B given as [N, K] (transpose_b) or general strides: walk 16 steps at a time so the written
+  // 16 × NR block stays in L1 while each column's run of k is read contiguously.
+  constexpr std::size_t block = 16;
+  for (std::size_t s0 = 0; s0 < steps; s0 += block) {
+    const std::size_t s1 = std::min(steps, s0 + block);
+    for (std::size_t c = 0; c < cols; ++c) {
+      const TB* column = base + c * sn;
+      const auto value = [&](std::size_t k) { return column[k * sk]; };
+      for (std::size_t s = s0; s < s1; ++s) dst[s * NR + c] = gemm_step_element<Pairs>(value, k_count, s);
     }
   }
 }
 
-/// Packs rows [p0, p0 + kc) × columns [j0, j0 + nc) of B [K, N] into panels of NR columns:
-/// panel jp holds, for each k, the NR values B[p0 + k, j0 + jp·NR + c] (columns past nc are 0).
-template <class S, std::size_t NR, class TB>
-void pack_b(tensor_view<const TB, 2> b, std::size_t p0, std::size_t kc, std::size_t j0, std::size_t nc, float* dst) {
-  using io = simd_io<S>;
-  const std::size_t sk = b.stride(0), sn = b.stride(1);
-  for (std::size_t jp = 0; jp < nc; jp += NR) {
-    const std::size_t cols = std::min(NR, nc - jp);
-    float* panel = dst + jp * kc;
-    const TB* src = b.data() + p0 * sk + (j0 + jp) * sn;
-    if (sn == 1) {  // row-major B: each k is `cols` contiguous values
-      for (std::size_t k = 0; k < kc; ++k) {
-        io::widen(src + k * sk, cols, panel + k * NR);
-        std::fill(panel + k * NR + cols, panel + (k + 1) * NR, 0.0f);
-      }
-    } else {  // B given as [N, K] (transpose_b) or general strides
-      for (std::size_t k = 0; k < kc; ++k) std::fill(panel + k * NR + cols, panel + (k + 1) * NR, 0.0f);
-      for (std::size_t c = 0; c < cols; ++c)
-        for (std::size_t k = 0; k < kc; ++k) panel[k * NR + c] = float(src[c * sn + k * sk]);
+/// Packs rows [i0, i0 + mc) × steps [s0, s0 + kc) of A [M, K] into MR-row panels (dst holds ⌈mc/MR⌉·MR·kc
+/// values; rows past mc are not written: the kernel for a short panel reads only its own rows).
+template <class S, bool Pairs, class TA>
+void pack_a_block(tensor_view<const TA, 2> a, std::size_t i0, std::size_t mc, std::size_t s0, std::size_t kc,
+                  gemm_element<Pairs>* dst) {
+  constexpr std::size_t MR = gemm_tile<S>::mr;
+  const std::size_t k_count = a.extent(1), sm = a.stride(0), sk = a.stride(1);
+  for (std::size_t ip = 0; ip < mc; ip += MR) {
+    const std::size_t rows = std::min(MR, mc - ip);
+    gemm_element<Pairs>* panel = dst + ip * kc;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const TA* row = a.data() + (i0 + ip + r) * sm;
+      const auto value = [&](std::size_t k) { return row[k * sk]; };
+      for (std::size_t s = 0; s < kc; ++s) panel[s * MR + r] = gemm_step_element<Pairs>(value, k_count, s0 + s);
     }
   }
 }
