@@ -19,14 +19,17 @@ namespace trellis {
 TRELLIS_BEGIN_ISA_NAMESPACE
 namespace cpu_detail {
 
-/// Up to this many rows of A, weights stored as [N, K] take the dot-product path.
-inline constexpr std::size_t small_m_rows = 16;
+/// Up to this many rows of A, weights stored as [N, K] take the dot-product path. Measured with
+/// bench/gemm_bench (docs/performance.md): with vdpbf16ps the dot path beats packing the transposed
+/// weights up to M = 64; in fp32 the blocked GEMM wins from M ≈ 32 on.
+template <class S, class T>
+inline constexpr std::size_t small_m_rows = uses_pairs_v<S, T> ? 64 : 16;
 
 template <class S, class TA, class TB, class TC>
 void gemm(int threads, tensor_view<const TA, 2> a, tensor_view<const TB, 2> b, tensor_view<TC, 2> c,
           const matmul_options& opts) {
   if constexpr (std::is_same_v<TA, TB>)
-    if (small_m_applies(a, b, small_m_rows)) return gemm_small_m<S>(threads, a, b, c, opts);
+    if (small_m_applies(a, b, small_m_rows<S, TA>)) return gemm_small_m<S>(threads, a, b, c, opts);
   constexpr bool pairs = uses_pairs_v<S, TA>;
   gemm_blocked<S, pairs>(threads, a, b, prepacked_b<pairs>{}, c, opts);
 }
