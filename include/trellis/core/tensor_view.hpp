@@ -63,7 +63,9 @@ class tensor_view {
   }
 
   /// The same memory with two axes swapped (no data moves): e.g. a [K, N] view of an [N, K] matrix.
-  constexpr tensor_view transposed(std::size_t axis0 = Rank - 2, std::size_t axis1 = Rank - 1) const noexcept {
+  constexpr tensor_view transposed(std::size_t axis0 = Rank - 2, std::size_t axis1 = Rank - 1) const noexcept
+    requires(Rank >= 2)
+  {
     tensor_view t = *this;
     std::swap(t.shape_[axis0], t.shape_[axis1]);
     std::swap(t.strides_[axis0], t.strides_[axis1]);

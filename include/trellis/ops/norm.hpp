@@ -4,8 +4,9 @@
 //   layernorm(target, x, gamma, beta, y, {.eps = 1e-5f});   // y = (x − mean)/√(var + eps)·γ + β
 //   rmsnorm(target, x, gamma, y, {.eps = 1e-6f});           // y = x/√(mean(x²) + eps)·γ
 //
-// γ and β are optional [hidden] views (pass {} to omit). With `.residual = r` the op normalises s = x + r
-// and, if `.residual_out` is given, also writes s there (the fused residual add of a transformer block).
+// γ and β are optional [hidden] views (pass {} to omit). With `.residual = r` the op normalises s = x + r,
+// the sum taken in fp32, and, if `.residual_out` is given, also writes s there rounded to its type (the
+// fused residual add of a transformer block).
 // x and y share a shape; the normalised axis must be contiguous. y may be x itself (in place), and
 // residual_out may be x or r. Element types: x float or bf16; y float or x's type; statistics fp32 or wider.
 

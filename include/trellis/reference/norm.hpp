@@ -22,8 +22,10 @@ void norm_rows(norm_kind kind, tensor_view<const TX, Rank> x, const any_view& ga
   for (std::size_t row = 0; row < rows; ++row) {
     const TX* xr = detail::row_pointer(x, row);
     for (std::size_t j = 0; j < hidden; ++j) {
-      s[j] = double(float(xr[j]));
-      if (opts.residual) s[j] += double(opts.residual.load(detail::row_offset(opts.residual, row) + j));
+      // The fused residual is defined as the fp32 sum x + r (what residual_out holds in fp32).
+      const float sum = opts.residual ? float(xr[j]) + opts.residual.load(detail::row_offset(opts.residual, row) + j)
+                                      : float(xr[j]);
+      s[j] = double(sum);
     }
     double mean = 0.0;
     if (kind == norm_kind::layer) {

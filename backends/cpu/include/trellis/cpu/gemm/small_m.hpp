@@ -118,7 +118,8 @@ void gemm_small_m(int threads, tensor_view<const T, 2> a, tensor_view<const T, 2
           for (std::size_t cc = 0; cc < C; ++cc) rows_of_w[cc] = cc < cols ? w + cc * ldw : last;
           // Contiguous copy of the short tile's weight rows keeps the kernel's single-stride interface.
           T* packed = reinterpret_cast<T*>(thread_scratch(scratch_slot::gemm_b).get((C * k * sizeof(T) + 3) / 4));
-          for (std::size_t cc = 0; cc < C; ++cc) std::memcpy(packed + cc * k, rows_of_w[cc], k * sizeof(T));
+          if (k != 0)
+            for (std::size_t cc = 0; cc < C; ++cc) std::memcpy(packed + cc * k, rows_of_w[cc], k * sizeof(T));
           dot_tile_for_rows<S, T>(rows)(k, a.data() + i0 * lda, lda, packed, k, tile, C);
         }
         for (std::size_t r = 0; r < rows; ++r)

@@ -1,0 +1,266 @@
+// cpu: attention against trellis::reference for both SIMD providers: sweeps over Sq, Skv, D, causal
+// and not, GQA/MQA, Sq ≠ Skv alignment, fully masked rows (exactly 0), huge logits, bf16, padded
+// and unaligned views; threads = 1 and 2 bit-identical.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cpu_support.hpp"
+
+namespace {
+
+using trellis::bf16;
+using trellis_test::guarded;
+using trellis_test::with_threads;
+using s4 = std::array<std::size_t, 4>;
+
+constexpr float nan_f = std::numeric_limits<float>::quiet_NaN();
+constexpr double u32 = 1.0 / (1 << 24);
+
+struct att_params {
+  std::size_t batch = 1, heads = 2, kv_heads = 2, sq, skv, dim;
+  bool causal = false;
+  std::optional<float> scale{};
+  std::size_t pad = 0, misalign = 0;
+  float magnitude = 1.0f;  // q and k are uniform in [-magnitude, magnitude]
+};
+
+std::string describe(const att_params& p) {
+  std::ostringstream s;
+  s << "B=" << p.batch << " H=" << p.heads << " Hkv=" << p.kv_heads << " Sq=" << p.sq
+    << " Skv=" << p.skv << " D=" << p.dim << " causal=" << p.causal
+    << " scale=" << (p.scale ? std::to_string(*p.scale) : "default") << " pad=" << p.pad
+    << " misalign=" << p.misalign << " |q|,|k|<=" << p.magnitude;
+  return s.str();
+}
+
+template <class T>
+const char* type_name() {
+  return std::is_same_v<T, float> ? "f32" : "bf16";
+}
+
+/// Runs attention on the reference and on Target (1 and 2 threads) and checks canaries, thread
+/// bit-identity, exact zeros for rows that see no key, and |o − ref| ≤ tolerance, where the
+/// tolerance is 1e-5·(1 + |ref|) plus the first-order effect of the fp32 rounding of the logits
+/// (which matters only for huge logits), plus one bf16 ulp for a bf16 output.
+template <class Target, class T, class TO>
+bool check_attention(const att_params& p, std::uint32_t seed) {
+  SCOPED_TRACE(testing::Message() << "(" << type_name<T>() << " in, " << type_name<TO>() << " out) "
+                                  << describe(p) << " seed=" << seed);
+  std::mt19937 rng(seed);
+  guarded<T, 4> q({p.batch, p.heads, p.sq, p.dim}, p.pad, p.misalign);
+  guarded<T, 4> k({p.batch, p.kv_heads, p.skv, p.dim}, p.pad, p.misalign);
+  guarded<T, 4> v({p.batch, p.kv_heads, p.skv, p.dim}, p.pad ? p.pad + 1 : 0, p.misalign);
+  q.fill(trellis_test::uniform_fill{rng, -p.magnitude, p.magnitude});
+  k.fill(trellis_test::uniform_fill{rng, -p.magnitude, p.magnitude});
+  v.fill(trellis_test::uniform_fill{rng});
+  const trellis::attention_options opts{.scale = p.scale, .causal = p.causal};
+  const auto make_o = [&] {
+    guarded<TO, 4> o({p.batch, p.heads, p.sq, p.dim}, p.pad ? p.pad + 2 : 0, p.misalign);
+    o.fill_value(nan_f);
+    return o;
+  };
+  guarded<float, 4> ref({p.batch, p.heads, p.sq, p.dim});
+  auto o1 = make_o(), o2 = make_o();
+  trellis::attention(trellis::reference{}, q.cview(), k.cview(), v.cview(), ref.view(), opts);
+  trellis::attention(with_threads<Target>(1), q.cview(), k.cview(), v.cview(), o1.view(), opts);
+  trellis::attention(with_threads<Target>(2), q.cview(), k.cview(), v.cview(), o2.view(), opts);
+
+  EXPECT_EQ(o1.damaged_canaries(), 0u) << "threads=1 wrote outside o";
+  EXPECT_EQ(o2.damaged_canaries(), 0u) << "threads=2 wrote outside o";
+  std::size_t differ = 0;
+  o1.for_each([&](const s4& i) { differ += !trellis_test::same_bits(o1.at(i), o2.at(i)); });
+  EXPECT_EQ(differ, 0u) << "threads=1 and threads=2 differ";
+  bool ok = differ == 0 && o1.damaged_canaries() == 0 && o2.damaged_canaries() == 0;
+
+  const float scale = p.scale ? *p.scale : 1.0f / std::sqrt(float(p.dim));
+  const std::size_t group = p.heads / p.kv_heads;
+  std::size_t bad = 0;
+  double worst = 0.0;
+  for (std::size_t b = 0; b < p.batch; ++b)
+    for (std::size_t h = 0; h < p.heads; ++h)
+      for (std::size_t i = 0; i < p.sq; ++i) {
+        const std::size_t hk = h / group;
+        const std::size_t visible =
+            p.causal ? trellis::detail::causal_visible_keys(i, p.sq, p.skv) : p.skv;
+        // Logit rounding: |δs_j| ≤ scale·2D·u·Σ|q||k_j| + u·|s_j|; o moves by at most
+        // max|δs|·2·max|v − o|.
+        double ds = 0.0;
+        for (std::size_t j = 0; j < visible; ++j) {
+          double abs_dot = 0.0, dot = 0.0;
+          for (std::size_t d = 0; d < p.dim; ++d) {
+            abs_dot += std::fabs(double(q.get({b, h, i, d})) * k.get({b, hk, j, d}));
+            dot += double(q.get({b, h, i, d})) * k.get({b, hk, j, d});
+          }
+          ds = std::max(
+              ds, std::fabs(scale) * (2.0 * double(p.dim) * u32 * abs_dot + u32 * std::fabs(dot)));
+        }
+        for (std::size_t d = 0; d < p.dim; ++d) {
+          const s4 idx{b, h, i, d};
+          const double got = o1.get(idx), want = ref.get(idx);
+          if (visible == 0) {  // no key: exactly 0
+            if (!(got == 0.0) && bad++ < 5)
+              ADD_FAILURE() << "fully masked row " << i << " head " << h << ": o = " << got;
+            continue;
+          }
+          double vmax = 0.0;
+          for (std::size_t j = 0; j < visible; ++j)
+            vmax = std::max(vmax, std::fabs(double(v.get({b, hk, j, d})) - want));
+          double tol = 1e-5 * (1.0 + std::fabs(want)) + 2.0 * ds * vmax;
+          double err = std::fabs(got - want);
+          if constexpr (std::is_same_v<TO, bf16>) {
+            const double r16 = trellis::round_to_bf16(float(want));
+            err = std::fabs(got - r16);
+            tol += trellis_test::bf16_ulp(float(std::max(std::fabs(got), std::fabs(r16))));
+          }
+          worst = std::max(worst, err / tol);
+          if (!(err <= tol) && bad++ < 5)
+            ADD_FAILURE() << "o(" << b << ", " << h << ", " << i << ", " << d << ") = " << got
+                          << ", reference " << want << ", |error| " << err << " > " << tol;
+        }
+      }
+  EXPECT_EQ(bad, 0u) << "elements outside the tolerance (worst error/tolerance " << worst << ")";
+  if (std::getenv("TRELLIS_TEST_VERBOSE"))
+    std::printf("%s %s %s: worst error/tolerance %g\n", type_name<T>(), type_name<TO>(),
+                describe(p).c_str(), worst);
+  return ok && bad == 0;
+}
+
+const std::size_t seq_sizes[] = {1, 7, 16, 17, 64, 65, 129};
+const std::size_t dims[] = {1, 7, 16, 64, 65, 128};
+
+/// A deterministic sample of Sq × Skv × D (one in `every`), cycling causal, GQA/MQA, batch,
+/// padding.
+std::vector<att_params> sweep(int every, int phase) {
+  std::vector<att_params> out;
+  int c = 0;
+  for (int i = 0; i < 7; ++i)
+    for (int j = 0; j < 7; ++j)
+      for (int l = 0; l < 6; ++l) {
+        if ((i + 2 * j + 4 * l + phase) % every != 0) continue;
+        att_params p{};
+        p.sq = seq_sizes[i];
+        p.skv = seq_sizes[j];
+        p.dim = dims[l];
+        p.causal = c % 2 == 1;
+        p.heads = c % 3 == 0 ? 4 : 2;
+        p.kv_heads = c % 3 == 0 ? 2 : c % 3 == 1 ? 1 : 2;  // GQA, MQA, MHA
+        p.batch = c % 5 == 4 ? 2 : 1;
+        p.pad = c % 4 == 3 ? 5 : 0;
+        p.misalign = c % 7 == 2;
+        out.push_back(p);
+        ++c;
+      }
+  return out;
+}
+
+CPU_TEST_SUITE(Attention);
+
+template <class Target, class T, class TO>
+void run_sweep(int phase) {
+  int failures = 0;
+  for (const att_params& p : sweep(5, phase))
+    if (!check_attention<Target, T, TO>(p, 100u + unsigned(p.sq * 31 + p.skv * 7 + p.dim)) &&
+        ++failures >= 3) {
+      ADD_FAILURE() << "stopping after 3 failing shapes";
+      return;
+    }
+}
+
+CPU_TEST(Attention, SweepF32) { run_sweep<Target, float, float>(0); }
+CPU_TEST(Attention, SweepF32Phase2) { run_sweep<Target, float, float>(2); }
+CPU_TEST(Attention, SweepBf16InF32Out) { run_sweep<Target, bf16, float>(1); }
+CPU_TEST(Attention, SweepBf16InBf16Out) { run_sweep<Target, bf16, bf16>(3); }
+
+CPU_TEST(Attention, GroupedAndMultiQuery) {
+  for (std::size_t kv_heads : {1, 2, 4, 8})
+    for (bool causal : {false, true}) {
+      att_params p{.batch = 2,
+                   .heads = 8,
+                   .kv_heads = kv_heads,
+                   .sq = 17,
+                   .skv = 33,
+                   .dim = 24,
+                   .causal = causal};
+      if (!check_attention<Target, float, float>(p, 7u)) return;
+      if (!check_attention<Target, bf16, bf16>(p, 8u)) return;
+    }
+}
+
+CPU_TEST(Attention, CausalAlignmentAndFullyMaskedRows) {
+  // Queries are the last Sq positions: with Sq > Skv the first Sq − Skv rows see nothing (exactly
+  // 0).
+  const std::pair<std::size_t, std::size_t> shapes[] = {
+      {1, 129}, {7, 65}, {65, 7}, {129, 16}, {17, 16}, {16, 17}, {40, 1}, {100, 64}, {3, 200}};
+  for (auto [sq, skv] : shapes) {
+    att_params p{.heads = 2, .kv_heads = 1, .sq = sq, .skv = skv, .dim = 20, .causal = true};
+    if (!check_attention<Target, float, float>(p, 11u)) return;
+    if (!check_attention<Target, bf16, float>(p, 12u)) return;
+    if (!check_attention<Target, bf16, bf16>(p, 13u)) return;
+  }
+}
+
+CPU_TEST(Attention, HugeLogitsStayFinite) {
+  // |q|, |k| up to 100 and D = 16, scale 1/4: logits up to ±4e4. No overflow, no NaN.
+  for (bool causal : {false, true}) {
+    att_params p{.sq = 33, .skv = 70, .dim = 16, .causal = causal, .magnitude = 100.0f};
+    if (!check_attention<Target, float, float>(p, 21u)) return;
+    if (!check_attention<Target, bf16, bf16>(p, 22u)) return;
+    // An explicit scale that makes logits ±1e4 exactly representable extremes.
+    p.scale = 1.0f;
+    p.dim = 1;
+    if (!check_attention<Target, float, float>(p, 23u)) return;
+  }
+}
+
+CPU_TEST(Attention, ExplicitScale) {
+  for (float scale : {0.0f, 0.01f, 1.0f, -0.5f, 3.0f}) {
+    att_params p{.sq = 9, .skv = 40, .dim = 32, .causal = scale > 0.5f, .scale = scale};
+    if (!check_attention<Target, float, float>(p, 31u)) return;
+  }
+}
+
+CPU_TEST(Attention, DecodeLongKv) {
+  // One or a few query rows against a long KV cache (the split-KV path when there is one).
+  for (std::size_t sq : {1, 3})
+    for (bool causal : {false, true}) {
+      att_params p{.heads = 4, .kv_heads = 1, .sq = sq, .skv = 2050, .dim = 64, .causal = causal};
+      if (!check_attention<Target, float, float>(p, 41u)) return;
+      if (!check_attention<Target, bf16, bf16>(p, 42u)) return;
+    }
+}
+
+CPU_TEST(Attention, NestedParallelRegionIsSerialAndIdentical) {
+  std::mt19937 rng(3);
+  guarded<float, 4> q({1, 4, 40, 32}), k({1, 2, 90, 32}), v({1, 2, 90, 32});
+  q.fill(trellis_test::uniform_fill{rng});
+  k.fill(trellis_test::uniform_fill{rng});
+  v.fill(trellis_test::uniform_fill{rng});
+  guarded<float, 4> serial({1, 4, 40, 32}), all({1, 4, 40, 32});
+  trellis::attention(with_threads<Target>(1), q.cview(), k.cview(), v.cview(), serial.view(),
+                     {.causal = true});
+  trellis::attention(Target{}, q.cview(), k.cview(), v.cview(), all.view(), {.causal = true});
+  EXPECT_EQ(all.snapshot(), serial.snapshot());
+  std::vector<guarded<float, 4>> per_thread(2, guarded<float, 4>({1, 4, 40, 32}));
+#pragma omp parallel num_threads(2)
+  {
+    const int t = omp_get_thread_num();
+    if (t < 2)
+      trellis::attention(with_threads<Target>(2), q.cview(), k.cview(), v.cview(),
+                         per_thread[std::size_t(t)].view(), {.causal = true});
+  }
+  for (const auto& o : per_thread) EXPECT_EQ(o.snapshot(), serial.snapshot());
+}
+
+}  // namespace
