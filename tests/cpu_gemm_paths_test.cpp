@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <thread>
 #include <trellis/cpu/gemm/brgemm.hpp>
 #include <vector>
 
@@ -116,6 +117,40 @@ CPU_TEST(CpuGemmPaths, BlockedBitIdenticalAcrossThreads) {
     std::size_t bad = 0;
     c1.for_each([&](const auto& i) { bad += !same_bits(c1.at(i), c2.at(i)) + !same_bits(c1.at(i), c3.at(i)); });
     EXPECT_EQ(bad, 0u) << m << "x" << n << "x" << k;
+  }
+}
+
+/// Several user threads calling at once (each with its own OpenMP team) share no scratch: every result
+/// equals the single-threaded one, for the blocked path, the small-M path and a packed B.
+CPU_TEST(CpuGemmPaths, ConcurrentCallersFromUserThreads) {
+  std::mt19937 rng(17);
+  guarded<float, 2> a({200, 300}), b({300, 260}), w({260, 300});
+  a.fill(uniform_fill{rng});
+  b.fill(uniform_fill{rng});
+  w.fill(uniform_fill{rng});
+  const trellis::basic_packed_matrix<typename Target::provider, float> packed(with_threads<Target>(1), b.cview());
+  const tensor_view<const float, 2> a_small{a.data(), {8, 300}, a.strides()};
+  guarded<float, 2> want_big({200, 260}), want_small({8, 260});
+  trellis::matmul(with_threads<Target>(1), a.cview(), b.cview(), want_big.view());
+  trellis::matmul(with_threads<Target>(1), a_small, w.cview(), want_small.view(), {.transpose_b = true});
+  constexpr int callers = 4;
+  std::vector<guarded<float, 2>> big(callers, guarded<float, 2>({200, 260})), from_packed = big,
+                                 small(callers, guarded<float, 2>({8, 260}));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < callers; ++t)
+    threads.emplace_back([&, t] {
+      const Target target = with_threads<Target>(2);
+      for (int repeat = 0; repeat < 3; ++repeat) {
+        trellis::matmul(target, a.cview(), b.cview(), big[std::size_t(t)].view());
+        trellis::matmul(target, a.cview(), packed, from_packed[std::size_t(t)].view());
+        trellis::matmul(target, a_small, w.cview(), small[std::size_t(t)].view(), {.transpose_b = true});
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < callers; ++t) {
+    EXPECT_EQ(big[std::size_t(t)].snapshot(), want_big.snapshot());
+    EXPECT_EQ(from_packed[std::size_t(t)].snapshot(), want_big.snapshot());
+    EXPECT_EQ(small[std::size_t(t)].snapshot(), want_small.snapshot());
   }
 }
 
