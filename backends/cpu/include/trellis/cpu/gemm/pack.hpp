@@ -55,25 +55,29 @@ template <class Word>
 inline void transpose_16x16_words(const unsigned char* const* rows, std::size_t offset, Word* dst,
                                   std::size_t dst_stride) {
   static_assert(sizeof(Word) == 4, "32-bit words");
+  // The all-ones masked forms are the same instructions; gcc 12's unmasked ones read an
+  // _mm512_undefined_*() that -Wuninitialized reports in every caller.
+  constexpr __mmask16 all16 = 0xffff;
+  constexpr __mmask8 all8 = 0xff;
   __m512i r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i] + offset);
   for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    t[i] = _mm512_maskz_unpacklo_epi32(all16, r[i], r[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[i], r[i + 1]);
   }
   for (int g = 0; g < 16; g += 4) {  // u[g + j]: column 4·lane + j of rows g..g+3, per 128-bit lane
-    r[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-    r[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-    r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-    r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    r[g + 0] = _mm512_maskz_unpacklo_epi64(all8, t[g], t[g + 2]);
+    r[g + 1] = _mm512_maskz_unpackhi_epi64(all8, t[g], t[g + 2]);
+    r[g + 2] = _mm512_maskz_unpacklo_epi64(all8, t[g + 1], t[g + 3]);
+    r[g + 3] = _mm512_maskz_unpackhi_epi64(all8, t[g + 1], t[g + 3]);
   }
   for (int j = 0; j < 4; ++j) {
-    const __m512i v0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), v1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
-    const __m512i w0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88), w1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
-    _mm512_storeu_si512(dst + (0 + j) * dst_stride, _mm512_shuffle_i32x4(v0, w0, 0x88));
-    _mm512_storeu_si512(dst + (4 + j) * dst_stride, _mm512_shuffle_i32x4(v1, w1, 0x88));
-    _mm512_storeu_si512(dst + (8 + j) * dst_stride, _mm512_shuffle_i32x4(v0, w0, 0xdd));
-    _mm512_storeu_si512(dst + (12 + j) * dst_stride, _mm512_shuffle_i32x4(v1, w1, 0xdd));
+    const __m512i v0 = _mm512_maskz_shuffle_i32x4(all16, r[j], r[4 + j], 0x88), v1 = _mm512_maskz_shuffle_i32x4(all16, r[j], r[4 + j], 0xdd);
+    const __m512i w0 = _mm512_maskz_shuffle_i32x4(all16, r[8 + j], r[12 + j], 0x88), w1 = _mm512_maskz_shuffle_i32x4(all16, r[8 + j], r[12 + j], 0xdd);
+    _mm512_storeu_si512(dst + (0 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v0, w0, 0x88));
+    _mm512_storeu_si512(dst + (4 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v1, w1, 0x88));
+    _mm512_storeu_si512(dst + (8 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v0, w0, 0xdd));
+    _mm512_storeu_si512(dst + (12 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v1, w1, 0xdd));
   }
 }
 #endif
