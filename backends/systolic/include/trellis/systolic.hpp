@@ -1,0 +1,8 @@
+#pragma once
+// Umbrella header of the systolic target (link trellis::systolic): the model of one Trainium NeuronCore —
+// machine configs, memories, the NKI-like ISA and the instruction records.
+#include "trellis/systolic/core.hpp"
+#include "trellis/systolic/isa.hpp"
+#include "trellis/systolic/machine.hpp"
+#include "trellis/systolic/memory.hpp"
+#include "trellis/systolic/records.hpp"

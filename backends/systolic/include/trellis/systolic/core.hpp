@@ -1,0 +1,76 @@
+#pragma once
+// core<Machine>: one simulated NeuronCore — its SBUF and PSUM, the instruction log, and whether it
+// computes values (functional) or only validates and records (timing-only, for fast tile sweeps).
+//
+//   systolic::core<systolic::trn2> nc;                      // functional, NaN-filled fresh tiles
+//   systolic::core<systolic::trn2> sweep{{.functional = false}};
+//
+// Instructions (isa.hpp) validate against the machine, compute (when functional), then call issue()
+// with their record: the one place a scheduler attaches, so kernels do not change when timing comes.
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "trellis/systolic/machine.hpp"
+#include "trellis/systolic/on_chip_memory.hpp"
+#include "trellis/systolic/records.hpp"
+
+namespace trellis::systolic {
+
+struct core_options {
+  bool functional = true;  ///< false: timing-only — no storage, nothing computed, HBM may be shape-only
+  bool nan_fill = true;    ///< fill fresh tiles with NaN sentinels (functional cores only)
+};
+
+/// The machine-independent state of a core; instructions work on this.
+class core_state {
+ public:
+  core_state(const machine_spec& spec, core_options options)
+      : sbuf(memory_space::sbuf, spec, options.functional, options.nan_fill),
+        psum(memory_space::psum, spec, options.functional, options.nan_fill),
+        spec_(&spec),
+        options_(options) {}
+  core_state(const core_state&) = delete;
+  core_state& operator=(const core_state&) = delete;
+
+  on_chip_memory sbuf;
+  on_chip_memory psum;
+
+  const machine_spec& spec() const noexcept { return *spec_; }
+  bool functional() const noexcept { return options_.functional; }
+  const core_options& options() const noexcept { return options_; }
+
+  /// Every instruction executed so far, in issue order.
+  const std::vector<instruction_record>& records() const noexcept { return records_; }
+  void clear_records() noexcept { records_.clear(); }
+
+  /// Called by every instruction once it has validated (and, when functional, computed).
+  void issue(instruction_record record) {
+    record.index = issued_++;
+    records_.push_back(std::move(record));
+  }
+
+  /// The DMA queue a dma_copy without an explicit queue uses: round-robin over the machine's queues.
+  int next_dma_queue() noexcept {
+    const int q = static_cast<int>(next_queue_);
+    next_queue_ = (next_queue_ + 1) % spec_->dma.queues;
+    return q;
+  }
+
+ private:
+  const machine_spec* spec_;
+  core_options options_;
+  std::vector<instruction_record> records_;
+  std::uint64_t issued_ = 0;
+  std::size_t next_queue_ = 0;
+};
+
+template <machine Machine>
+class core : public core_state {
+ public:
+  using machine_type = Machine;
+  explicit core(core_options options = {}) : core_state(Machine::spec, options) {}
+};
+
+}  // namespace trellis::systolic
