@@ -1,6 +1,6 @@
 #pragma once
-// The scalar definitions of the epilogue activations. These are the ground truth: the reference target
-// evaluates them in double, the CPU target vectorises the same formulas.
+// The scalar definitions of the epilogue activations. These are the ground truth: the reference
+// target evaluates them in double, the CPU target vectorises the same formulas.
 
 #include <cmath>
 
@@ -15,10 +15,14 @@ enum class activation {
 
 constexpr const char* to_string(activation a) noexcept {
   switch (a) {
-    case activation::none: return "none";
-    case activation::gelu_tanh: return "gelu_tanh";
-    case activation::gelu_erf: return "gelu_erf";
-    case activation::silu: return "silu";
+    case activation::none:
+      return "none";
+    case activation::gelu_tanh:
+      return "gelu_tanh";
+    case activation::gelu_erf:
+      return "gelu_erf";
+    case activation::silu:
+      return "silu";
   }
   return "?";
 }
@@ -29,14 +33,17 @@ constexpr const char* to_string(activation a) noexcept {
 template <class Real>
 Real apply_activation(activation a, Real x) noexcept {
   switch (a) {
-    case activation::none: return x;
+    case activation::none:
+      return x;
     case activation::gelu_tanh: {
       const Real k = Real(0.7978845608028654);  // √(2/π)
       const Real z = k * (x + Real(0.044715) * x * x * x);
       return x / (Real(1) + std::exp(Real(-2) * z));
     }
-    case activation::gelu_erf: return Real(0.5) * x * std::erfc(-x * Real(0.7071067811865476));
-    case activation::silu: return x / (Real(1) + std::exp(-x));
+    case activation::gelu_erf:
+      return Real(0.5) * x * std::erfc(-x * Real(0.7071067811865476));
+    case activation::silu:
+      return x / (Real(1) + std::exp(-x));
   }
   return x;
 }

@@ -2,7 +2,8 @@
 // trellis::bf16: the bfloat16 storage type (1 sign, 8 exponent, 7 mantissa bits).
 //
 // Conversions are explicit both ways. float -> bf16 rounds to nearest, ties to even; NaN stays NaN
-// (quiet, sign kept) and ±Inf stays ±Inf; overflow past the largest finite bf16 rounds to Inf as IEEE does.
+// (quiet, sign kept) and ±Inf stays ±Inf; overflow past the largest finite bf16 rounds to Inf as
+// IEEE does.
 
 #include <bit>
 #include <cstdint>
@@ -25,7 +26,8 @@ struct bf16 {
     return b;
   }
 
-  /// Round-to-nearest-even of an fp32 value to the upper 16 bits; NaN is quieted, never turned into Inf.
+  /// Round-to-nearest-even of an fp32 value to the upper 16 bits; NaN is quieted, never turned into
+  /// Inf.
   static constexpr std::uint16_t round_to_bits(float value) noexcept {
     const std::uint32_t u = std::bit_cast<std::uint32_t>(value);
     if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);

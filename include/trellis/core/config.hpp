@@ -2,10 +2,11 @@
 // Build-configuration facts every Trellis header agrees on.
 //
 // Header-only kernels compiled in translation units with different -march flags would share mangled
-// names, and the linker would keep one copy for all of them: an AVX-512 body could then run on an AVX2
-// machine. Everything whose code generation depends on the ISA (targets, kernels, validation) therefore
-// lives in an inline namespace named after the ISA the translation unit is compiled for, exactly as
-// Highway's HWY_NAMESPACE does. Users never spell it: `trellis::cpu` finds it through the inline namespace.
+// names, and the linker would keep one copy for all of them: an AVX-512 body could then run on an
+// AVX2 machine. Everything whose code generation depends on the ISA (targets, kernels, validation)
+// therefore lives in an inline namespace named after the ISA the translation unit is compiled for,
+// exactly as Highway's HWY_NAMESPACE does. Users never spell it: `trellis::cpu` finds it through
+// the inline namespace.
 
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
 #define TRELLIS_ISA_NAMESPACE isa_avx512bf16
@@ -23,7 +24,8 @@
 #define TRELLIS_ISA_NAMESPACE isa_baseline
 #define TRELLIS_ISA_NAME "baseline"
 #if defined(__x86_64__) && !defined(TRELLIS_ALLOW_BASELINE)
-#warning "Trellis: compiled below AVX2; the CPU target will be slow. Pass -march=native (or -mavx2 -mfma), or define TRELLIS_ALLOW_BASELINE to silence this."
+#warning \
+    "Trellis: compiled below AVX2; the CPU target will be slow. Pass -march=native (or -mavx2 -mfma), or define TRELLIS_ALLOW_BASELINE to silence this."
 #endif
 #endif
 
@@ -38,7 +40,8 @@
 
 namespace trellis {
 TRELLIS_BEGIN_ISA_NAMESPACE
-/// The instruction set this translation unit's kernels were compiled for ("avx512bf16", "avx2", ...).
+/// The instruction set this translation unit's kernels were compiled for ("avx512bf16", "avx2",
+/// ...).
 inline constexpr const char* isa_name() noexcept { return TRELLIS_ISA_NAME; }
 TRELLIS_END_ISA_NAMESPACE
 }  // namespace trellis

@@ -17,12 +17,13 @@ enum class dtype { f32, bf16 };
 constexpr const char* to_string(dtype t) noexcept { return t == dtype::f32 ? "f32" : "bf16"; }
 
 template <class T>
-inline constexpr bool is_element_type_v = std::is_same_v<std::remove_cv_t<T>, float> ||
-                                          std::is_same_v<std::remove_cv_t<T>, bf16>;
+inline constexpr bool is_element_type_v =
+    std::is_same_v<std::remove_cv_t<T>, float> || std::is_same_v<std::remove_cv_t<T>, bf16>;
 
 template <class T>
-  requires is_element_type_v<T>
-inline constexpr dtype dtype_of = std::is_same_v<std::remove_cv_t<T>, float> ? dtype::f32 : dtype::bf16;
+requires is_element_type_v<T>
+inline constexpr dtype dtype_of =
+    std::is_same_v<std::remove_cv_t<T>, float> ? dtype::f32 : dtype::bf16;
 
 constexpr std::size_t size_of(dtype t) noexcept { return t == dtype::f32 ? 4 : 2; }
 
@@ -38,8 +39,11 @@ class basic_any_view {
   constexpr basic_any_view() noexcept = default;
 
   template <class T, std::size_t Rank>
-    requires(is_element_type_v<T> && Rank <= max_rank && (!Mutable || !std::is_const_v<T>))
-  constexpr basic_any_view(const tensor_view<T, Rank>& v) noexcept  // NOLINT: implicit by design
+  requires(
+      is_element_type_v<T>&& Rank <= max_rank &&
+      (!Mutable ||
+       !std::is_const_v<T>)) constexpr basic_any_view(const tensor_view<T, Rank>&
+                                                          v) noexcept  // NOLINT: implicit by design
       : data_(v.data()), type_(dtype_of<T>), rank_(Rank) {
     for (std::size_t a = 0; a < Rank; ++a) {
       shape_[a] = v.extent(a);

@@ -14,7 +14,8 @@ namespace detail {
 
 /// Element offset of the first element of row `row`, given extents and strides of the leading axes.
 template <class Extents, class Strides>
-constexpr std::size_t row_offset(std::size_t rank, const Extents& shape, const Strides& strides, std::size_t row) noexcept {
+constexpr std::size_t row_offset(std::size_t rank, const Extents& shape, const Strides& strides,
+                                 std::size_t row) noexcept {
   std::size_t offset = 0;
   for (std::size_t a = rank - 1; a-- > 0;) {
     offset += (row % shape[a]) * strides[a];

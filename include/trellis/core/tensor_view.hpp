@@ -1,9 +1,10 @@
 #pragma once
-// tensor_view<T, Rank>: a non-owning view of a strided tensor (pointer + shape + strides, in elements).
+// tensor_view<T, Rank>: a non-owning view of a strided tensor (pointer + shape + strides, in
+// elements).
 //
-// Row-major strides are the default; explicit strides allow padded leading dimensions and transposed
-// views. Like std::span, constness lives in T: tensor_view<const float, 2> reads, tensor_view<float, 2>
-// writes, and a mutable view converts implicitly to a const one.
+// Row-major strides are the default; explicit strides allow padded leading dimensions and
+// transposed views. Like std::span, constness lives in T: tensor_view<const float, 2> reads,
+// tensor_view<float, 2> writes, and a mutable view converts implicitly to a const one.
 
 #include <array>
 #include <cstddef>
@@ -35,8 +36,8 @@ class tensor_view {
 
   /// A mutable view converts to a const one.
   template <class U>
-    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
-  constexpr tensor_view(const tensor_view<U, Rank>& other) noexcept
+  requires(std::is_same_v<const U, T> &&
+           !std::is_same_v<U, T>) constexpr tensor_view(const tensor_view<U, Rank>& other) noexcept
       : data_(other.data()), shape_(other.shape()), strides_(other.strides()) {}
 
   constexpr T* data() const noexcept { return data_; }
@@ -54,8 +55,9 @@ class tensor_view {
   constexpr bool empty() const noexcept { return size() == 0; }
 
   template <class... Index>
-    requires(sizeof...(Index) == Rank && (std::is_convertible_v<Index, std::size_t> && ...))
-  constexpr T& operator()(Index... index) const noexcept {
+  requires(sizeof...(Index) == Rank &&
+           (std::is_convertible_v<Index, std::size_t> && ...)) constexpr T&
+  operator()(Index... index) const noexcept {
     const std::array<std::size_t, Rank> i{static_cast<std::size_t>(index)...};
     std::size_t offset = 0;
     for (std::size_t a = 0; a < Rank; ++a) offset += i[a] * strides_[a];
@@ -63,9 +65,9 @@ class tensor_view {
   }
 
   /// The same memory with two axes swapped (no data moves): e.g. a [K, N] view of an [N, K] matrix.
-  constexpr tensor_view transposed(std::size_t axis0 = Rank - 2, std::size_t axis1 = Rank - 1) const noexcept
-    requires(Rank >= 2)
-  {
+  constexpr tensor_view transposed(std::size_t axis0 = Rank - 2,
+                                   std::size_t axis1 = Rank - 1) const noexcept
+      requires(Rank >= 2) {
     tensor_view t = *this;
     std::swap(t.shape_[axis0], t.shape_[axis1]);
     std::swap(t.strides_[axis0], t.strides_[axis1]);
@@ -95,10 +97,12 @@ inline constexpr bool is_tensor_view_v<tensor_view<T, Rank>> = true;
 
 /// A tensor_view of the given rank (any element type, const or not).
 template <class V, std::size_t Rank>
-concept tensor_view_of_rank = is_tensor_view_v<std::remove_cvref_t<V>> && std::remove_cvref_t<V>::rank == Rank;
+concept tensor_view_of_rank =
+    is_tensor_view_v<std::remove_cvref_t<V>> && std::remove_cvref_t<V>::rank == Rank;
 
 /// The read-only view of V's element type.
 template <class V>
-using const_view_t = tensor_view<const typename std::remove_cvref_t<V>::value_type, std::remove_cvref_t<V>::rank>;
+using const_view_t =
+    tensor_view<const typename std::remove_cvref_t<V>::value_type, std::remove_cvref_t<V>::rank>;
 
 }  // namespace trellis

@@ -72,9 +72,10 @@ inline std::string strides_string(const operand& o) {
   return s.str();
 }
 
-[[noreturn]] inline void fail(std::string_view op, std::string_view argument, const std::string& expected,
-                              const std::string& got) {
-  raise_error(std::string(op) + ": " + std::string(argument) + ": expected " + expected + ", got " + got);
+[[noreturn]] inline void fail(std::string_view op, std::string_view argument,
+                              const std::string& expected, const std::string& got) {
+  raise_error(std::string(op) + ": " + std::string(argument) + ": expected " + expected + ", got " +
+              got);
 }
 
 /// A tensor with elements must have memory behind it.
@@ -88,7 +89,8 @@ inline void check_extent(std::string_view op, const operand& o, std::size_t axis
                          std::string_view meaning) {
   if (o.shape[axis] != want)
     fail(op, o.name,
-         "extent " + std::to_string(want) + " in axis " + std::to_string(axis) + " (" + std::string(meaning) + ")",
+         "extent " + std::to_string(want) + " in axis " + std::to_string(axis) + " (" +
+             std::string(meaning) + ")",
          "shape " + shape_string(o));
 }
 
@@ -98,21 +100,24 @@ inline void check_unit_last_stride(std::string_view op, const operand& o) {
     fail(op, o.name, "stride 1 in the last axis", "strides " + strides_string(o));
 }
 
-/// An output must not write one element through two index tuples: ordered by stride, every axis must
-/// step past the whole extent of the axes inside it.
+/// An output must not write one element through two index tuples: ordered by stride, every axis
+/// must step past the whole extent of the axes inside it.
 inline void check_not_self_overlapping(std::string_view op, const operand& o) {
-  if (o.size() == 0) return;  // no elements, nothing to write twice (row-major strides of [3, 0] are {0, 1})
+  if (o.size() == 0)
+    return;  // no elements, nothing to write twice (row-major strides of [3, 0] are {0, 1})
   std::array<std::size_t, 4> axes{};
   std::size_t n = 0;
   for (std::size_t a = 0; a < o.rank; ++a)
     if (o.shape[a] > 1) axes[n++] = a;
   for (std::size_t i = 1; i < n; ++i)  // insertion sort by stride (at most 4 axes)
-    for (std::size_t j = i; j > 0 && o.strides[axes[j]] < o.strides[axes[j - 1]]; --j) std::swap(axes[j], axes[j - 1]);
+    for (std::size_t j = i; j > 0 && o.strides[axes[j]] < o.strides[axes[j - 1]]; --j)
+      std::swap(axes[j], axes[j - 1]);
   std::size_t span = 1;  // elements covered by the axes seen so far
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t a = axes[i];
     if (o.strides[a] < span)
-      fail(op, o.name, "strides that give every element its own address (an output cannot broadcast)",
+      fail(op, o.name,
+           "strides that give every element its own address (an output cannot broadcast)",
            "shape " + shape_string(o) + " with strides " + strides_string(o));
     span = o.strides[a] * o.shape[a];
   }
@@ -137,7 +142,8 @@ inline bool same_layout(const operand& x, const operand& y) {
 enum class identical_alias { forbidden, allowed };
 
 /// An output may not share memory with an input that is still read while the output is written.
-/// Exactly identical views are allowed where the op reads each element before writing it (in-place).
+/// Exactly identical views are allowed where the op reads each element before writing it
+/// (in-place).
 inline void check_no_overlap(std::string_view op, const operand& out, const operand& in,
                              identical_alias identical = identical_alias::forbidden) {
   if (identical == identical_alias::allowed && same_layout(out, in)) return;
@@ -152,13 +158,16 @@ inline void check_no_overlap(std::string_view op, const operand& out, const oper
 
 /// Optional operands arrive type-erased: check rank and extents in one go.
 inline void check_optional_shape(std::string_view op, const operand& o, std::size_t rank,
-                                 const std::array<std::size_t, 4>& shape, std::string_view meaning) {
+                                 const std::array<std::size_t, 4>& shape,
+                                 std::string_view meaning) {
   operand want = o;
   want.rank = rank;
   want.shape = shape;
   bool ok = o.rank == rank;
   for (std::size_t a = 0; ok && a < rank; ++a) ok = o.shape[a] == shape[a];
-  if (!ok) fail(op, o.name, "shape " + shape_string(want) + " (" + std::string(meaning) + ")", "shape " + shape_string(o));
+  if (!ok)
+    fail(op, o.name, "shape " + shape_string(want) + " (" + std::string(meaning) + ")",
+         "shape " + shape_string(o));
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
 #pragma once
 // op_impl<Op, Target>: the one customisation point every backend specialises, in its own folder.
-// Front doors (matmul.hpp, attention.hpp, norm.hpp) validate once, then call op_impl<Op, Target>::run.
+// Front doors (matmul.hpp, attention.hpp, norm.hpp) validate once, then call op_impl<Op,
+// Target>::run.
 
 namespace trellis {
 

@@ -43,17 +43,19 @@ struct op_impl<matmul_fn, basic_cpu<Provider>> {
 
   /// a is [M, K], b is [K, N] (transposes already applied by the front door).
   template <class TA, class TB, class TC>
-  static void run(const basic_cpu<Provider>& target, tensor_view<const TA, 2> a, tensor_view<const TB, 2> b,
-                  tensor_view<TC, 2> c, const matmul_options& opts) {
+  static void run(const basic_cpu<Provider>& target, tensor_view<const TA, 2> a,
+                  tensor_view<const TB, 2> b, tensor_view<TC, 2> c, const matmul_options& opts) {
     cpu_detail::gemm<simd>(target.threads, a, b, c, opts);
   }
 
   /// b packed ahead of time for this provider.
   template <class T, class TC>
   static void run(const basic_cpu<Provider>& target, tensor_view<const T, 2> a,
-                  const basic_packed_matrix<Provider, T>& b, tensor_view<TC, 2> c, const matmul_options& opts) {
+                  const basic_packed_matrix<Provider, T>& b, tensor_view<TC, 2> c,
+                  const matmul_options& opts) {
     constexpr bool pairs = cpu_detail::uses_pairs_v<simd, T>;
-    cpu_detail::gemm_blocked<simd, pairs>(target.threads, a, tensor_view<const T, 2>{}, b.panels(), c, opts);
+    cpu_detail::gemm_blocked<simd, pairs>(target.threads, a, tensor_view<const T, 2>{}, b.panels(),
+                                          c, opts);
   }
 };
 

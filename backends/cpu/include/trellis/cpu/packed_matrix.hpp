@@ -3,10 +3,12 @@
 // every matmul that multiplies with it, as inference engines do with weights.
 //
 //   trellis::packed_matrix<float> w(host, w_nk, {.transpose_b = true});  // w_nk is [N, K]
-//   matmul(host, x, w, y, {.epilogue = epilogue::bias_gelu(bias)});      // y = gelu(x·w_nkᵀ + bias)
+//   matmul(host, x, w, y, {.epilogue = epilogue::bias_gelu(bias)});      // y = gelu(x·w_nkᵀ +
+//   bias)
 //
-// The layout belongs to the provider and ISA it was packed for (the type says which). bytes() is the
-// whole cost in memory: ⌈N/NR⌉·NR · K fp32 values (bf16 on AVX-512 BF16: ⌈K/2⌉ pairs of 4 bytes).
+// The layout belongs to the provider and ISA it was packed for (the type says which). bytes() is
+// the whole cost in memory: ⌈N/NR⌉·NR · K fp32 values (bf16 on AVX-512 BF16: ⌈K/2⌉ pairs of 4
+// bytes).
 
 #include <cstddef>
 #include <cstdlib>
@@ -29,7 +31,8 @@ struct pack_options {
 
 template <class Provider, class T>
 class basic_packed_matrix {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "packed_matrix: T must be float or bf16");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>,
+                "packed_matrix: T must be float or bf16");
   using simd = cpu_detail::simd<Provider>;
   static constexpr bool pairs = cpu_detail::uses_pairs_v<simd, T>;
   using element = cpu_detail::gemm_element<pairs>;
@@ -43,8 +46,10 @@ class basic_packed_matrix {
 
   /// Packs b ([K, N], or [N, K] with transpose_b) using the target's threads.
   template <tensor_view_of_rank<2> B>
-  basic_packed_matrix(const basic_cpu<Provider>& target, const B& b, const pack_options& opts = {}) {
-    static_assert(std::is_same_v<typename B::value_type, T>, "packed_matrix: b's element type must be T");
+  basic_packed_matrix(const basic_cpu<Provider>& target, const B& b,
+                      const pack_options& opts = {}) {
+    static_assert(std::is_same_v<typename B::value_type, T>,
+                  "packed_matrix: b's element type must be T");
     const tensor_view<const T, 2> bv = b;
     detail::check_not_null("packed_matrix", detail::describe("b", bv));
     const tensor_view<const T, 2> logical = opts.transpose_b ? bv.transposed() : bv;
@@ -54,14 +59,18 @@ class basic_packed_matrix {
     const std::size_t micro_panels = (n_ + nr - 1) / nr;
     const std::size_t count = micro_panels * nr * steps_;
     if (count != 0) {
-      data_.reset(static_cast<element*>(std::aligned_alloc(64, (count * sizeof(element) + 63) / 64 * 64)));
-      if (!data_) raise_error("packed_matrix: b: expected memory for " + std::to_string(count * sizeof(element)) +
-                              " packed bytes, got an allocation failure");
+      data_.reset(
+          static_cast<element*>(std::aligned_alloc(64, (count * sizeof(element) + 63) / 64 * 64)));
+      if (!data_)
+        raise_error("packed_matrix: b: expected memory for " +
+                    std::to_string(count * sizeof(element)) +
+                    " packed bytes, got an allocation failure");
     }
     bytes_ = count * sizeof(element);
     element* dst = data_.get();
     cpu_detail::parallel_for(target.threads, micro_panels, [&](std::size_t jr) {
-      cpu_detail::pack_b_micro_panel<simd, pairs>(logical, jr * nr, std::min(nr, n_ - jr * nr), dst + jr * nr * steps_);
+      cpu_detail::pack_b_micro_panel<simd, pairs>(logical, jr * nr, std::min(nr, n_ - jr * nr),
+                                                  dst + jr * nr * steps_);
     });
   }
 

@@ -2,8 +2,8 @@
 // The Highway SIMD provider: one full native vector of float (16 lanes on AVX-512, 8 on AVX2).
 // Everything the kernels need goes through this small interface (simd_provider.hpp lists it).
 
-#include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -13,7 +13,8 @@
 #include "trellis/cpu/target.hpp"
 
 #if defined(__AVX2__) && HWY_STATIC_TARGET > HWY_AVX2
-#warning "Trellis: Highway's static target is below AVX2 although __AVX2__ is set: Highway 1.0.3 also needs -maes -mpclmul (e.g. -march=haswell -maes). The hwy provider falls back to 4-lane SSE."
+#warning \
+    "Trellis: Highway's static target is below AVX2 although __AVX2__ is set: Highway 1.0.3 also needs -maes -mpclmul (e.g. -march=haswell -maes). The hwy provider falls back to 4-lane SSE."
 #endif
 
 namespace trellis {
@@ -56,7 +57,8 @@ struct simd<hwy_provider> {
     const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du32, 0x7fffu), lsb)));
     const auto quiet_nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du32, 0x40u));
     const auto bits = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
-    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, bits)), du16, reinterpret_cast<std::uint16_t*>(p));
+    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, bits)), du16,
+               reinterpret_cast<std::uint16_t*>(p));
   }
 
   static vec add(vec a, vec b) { return hwy::HWY_NAMESPACE::Add(a, b); }
@@ -69,7 +71,8 @@ struct simd<hwy_provider> {
   /// a·b + c with one rounding.
   static vec fma(vec a, vec b, vec c) { return hwy::HWY_NAMESPACE::MulAdd(a, b, c); }
   /// e^x, ≤ 1 ulp (Highway's contrib Exp). Highway 1.0.3 returns garbage past x ≈ 128 (0 at 200,
-  /// 2e27 at 1e4), so the argument is clamped to [−104, 89]: 0 below, +inf above, as IEEE overflow gives.
+  /// 2e27 at 1e4), so the argument is clamped to [−104, 89]: 0 below, +inf above, as IEEE overflow
+  /// gives.
   static vec exp(vec x) {
     namespace hn = hwy::HWY_NAMESPACE;
     return hn::Exp(tag(), hn::Min(hn::Max(x, hn::Set(tag(), -104.0f)), hn::Set(tag(), 89.0f)));
@@ -80,19 +83,24 @@ struct simd<hwy_provider> {
     return hn::IfThenElse(hn::Lt(a, hn::Zero(tag())), if_negative, otherwise);
   }
 
-  /// acc + a₀b₀ + a₁b₁ per lane, where a and b hold bf16 pairs (vdpbf16ps). Only where the CPU has it:
-  /// Highway 1.0.3's ReorderWidenMulAccumulate is emulated on every x86 target (cpu.md).
+  /// acc + a₀b₀ + a₁b₁ per lane, where a and b hold bf16 pairs (vdpbf16ps). Only where the CPU has
+  /// it: Highway 1.0.3's ReorderWidenMulAccumulate is emulated on every x86 target (cpu.md).
 #if HWY_TARGET <= HWY_AVX3 && defined(__AVX512BF16__)
   static constexpr bool native_bf16_dot = true;
   static vec bf16_pair_dot(vec acc, vec a, vec b) {
-    return vec{_mm512_dpbf16_ps(acc.raw, (__m512bh)_mm512_castps_si512(a.raw), (__m512bh)_mm512_castps_si512(b.raw))};
+    return vec{_mm512_dpbf16_ps(acc.raw, (__m512bh)_mm512_castps_si512(a.raw),
+                                (__m512bh)_mm512_castps_si512(b.raw))};
   }
 #else
   static constexpr bool native_bf16_dot = false;
 #endif
 
-  static float reduce_add(vec v) { return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::SumOfLanes(tag(), v)); }
-  static float reduce_max(vec v) { return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::MaxOfLanes(tag(), v)); }
+  static float reduce_add(vec v) {
+    return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::SumOfLanes(tag(), v));
+  }
+  static float reduce_max(vec v) {
+    return hwy::HWY_NAMESPACE::GetLane(hwy::HWY_NAMESPACE::MaxOfLanes(tag(), v));
+  }
 };
 
 }  // namespace cpu_detail

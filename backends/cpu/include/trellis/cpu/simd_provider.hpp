@@ -5,15 +5,16 @@
 //   vec, lanes                              one native float vector and its width
 //   zero(), set(x)                          constants
 //   load(p), store(p, v)                    unaligned full-vector access
-//   load_n(p, n), store_n(p, v, n)          the first n < lanes elements (masked tail; rest 0 / untouched)
-//   load_bf16(p), store_bf16(p, v)          bf16 <-> float, round-to-nearest-even, NaN kept
-//   add, sub, mul, div, max, min, abs, fma  lane-wise (fma = a·b + c, one rounding)
-//   exp(v)                                  e^x within a few ulp for every float: 0 on underflow, +inf on overflow
-//   select_negative(a, x, y)                a < 0 ? x : y per lane
-//   reduce_add(v), reduce_max(v)            horizontal reductions
-//   native_bf16_dot, bf16_pair_dot(acc, a, b)  acc + a₀b₀ + a₁b₁ per lane on bf16 pairs (AVX-512 BF16 only;
+//   load_n(p, n), store_n(p, v, n)          the first n < lanes elements (masked tail; rest 0 /
+//   untouched) load_bf16(p), store_bf16(p, v)          bf16 <-> float, round-to-nearest-even, NaN
+//   kept add, sub, mul, div, max, min, abs, fma  lane-wise (fma = a·b + c, one rounding) exp(v) e^x
+//   within a few ulp for every float: 0 on underflow, +inf on overflow select_negative(a, x, y) a <
+//   0 ? x : y per lane reduce_add(v), reduce_max(v)            horizontal reductions
+//   native_bf16_dot, bf16_pair_dot(acc, a, b)  acc + a₀b₀ + a₁b₁ per lane on bf16 pairs (AVX-512
+//   BF16 only;
 //                                           elsewhere bf16 kernels widen to fp32 and use fma)
-// The helpers below (bf16 tails, typed row loads/stores, activations) are written once on top of it.
+// The helpers below (bf16 tails, typed row loads/stores, activations) are written once on top of
+// it.
 
 #include <algorithm>
 #include <cstddef>
@@ -31,7 +32,8 @@ namespace cpu_detail {
 template <class Provider>
 struct simd;  // specialised per provider
 
-/// Typed access on top of a provider: T is float or bf16, loads widen to float, stores narrow (RNE).
+/// Typed access on top of a provider: T is float or bf16, loads widen to float, stores narrow
+/// (RNE).
 template <class S>
 struct simd_io {
   using vec = typename S::vec;
@@ -80,31 +82,36 @@ struct simd_activation {
   using vec = typename S::vec;
 
   /// σ(x) = 1 / (1 + e^(−x))
-  static vec sigmoid(vec x) { return S::div(S::set(1.0f), S::add(S::set(1.0f), S::exp(S::sub(S::zero(), x)))); }
+  static vec sigmoid(vec x) {
+    return S::div(S::set(1.0f), S::add(S::set(1.0f), S::exp(S::sub(S::zero(), x))));
+  }
 
   /// ½·erfc(z/√2)... here: Φ(x) for any x.
   static vec normal_cdf(vec x) {
     const vec z = S::mul(S::abs(x), S::set(0.70710678118654752f));  // |x|/√2
     const vec t = S::div(S::set(1.0f), S::fma(S::set(0.5f), z, S::set(1.0f)));
     vec p = S::set(0.17087277f);
-    for (float c : {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f,
-                    1.00002368f, -1.26551223f})
+    for (float c : {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f,
+                    0.37409196f, 1.00002368f, -1.26551223f})
       p = S::fma(p, t, S::set(c));
     const vec erfc = S::mul(t, S::exp(S::sub(p, S::mul(z, z))));  // erfc(|x|/√2)
-    const vec half_erfc = S::mul(S::set(0.5f), erfc);                // Φ(−|x|)
+    const vec half_erfc = S::mul(S::set(0.5f), erfc);             // Φ(−|x|)
     return S::select_negative(x, half_erfc, S::sub(S::set(1.0f), half_erfc));
   }
 
   static vec apply(activation a, vec x) {
     switch (a) {
-      case activation::none: return x;
-      case activation::silu: return S::mul(x, sigmoid(x));
+      case activation::none:
+        return x;
+      case activation::silu:
+        return S::mul(x, sigmoid(x));
       case activation::gelu_tanh: {
         const vec x3 = S::mul(S::mul(x, x), x);
         const vec z = S::mul(S::set(0.7978845608028654f), S::fma(S::set(0.044715f), x3, x));
         return S::mul(x, sigmoid(S::add(z, z)));
       }
-      case activation::gelu_erf: return S::mul(x, normal_cdf(x));
+      case activation::gelu_erf:
+        return S::mul(x, normal_cdf(x));
     }
     return x;
   }

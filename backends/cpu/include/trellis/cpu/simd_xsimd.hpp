@@ -2,8 +2,8 @@
 // The xsimd provider: xsimd::batch<float> of the compile-time default architecture.
 //
 // xsimd 8.1 lacks a few things the kernels need, so this provider fills them with intrinsics behind
-// feature checks (cpu.md, "Library pitfalls"): its AVX-512 fma is a plain x*y+z (not fused under clang),
-// it has no masked loads/stores and no bf16 widening/narrowing.
+// feature checks (cpu.md, "Library pitfalls"): its AVX-512 fma is a plain x*y+z (not fused under
+// clang), it has no masked loads/stores and no bf16 widening/narrowing.
 
 #include <xsimd/xsimd.hpp>
 
@@ -55,10 +55,12 @@ struct simd<xsimd_provider> {
 
   static vec load_bf16(const bf16* p) {
 #if defined(__AVX512F__)
-    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512i wide =
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return vec(_mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
 #elif defined(__AVX2__)
-    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i wide =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return vec(_mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
 #else
     alignas(64) float tmp[lanes];
@@ -67,18 +69,21 @@ struct simd<xsimd_provider> {
 #endif
   }
 
-  /// Round-to-nearest-even to bf16, NaN kept quiet (the same rule as trellis::bf16), with xsimd integer ops.
+  /// Round-to-nearest-even to bf16, NaN kept quiet (the same rule as trellis::bf16), with xsimd
+  /// integer ops.
   static void store_bf16(bf16* p, vec v) {
     using ivec = xsimd::batch<std::uint32_t, xsimd::default_arch>;
     const ivec u = xsimd::bitwise_cast<ivec>(v);
     const ivec lsb = (u >> 16) & ivec(1u);
     const ivec rounded = (u + ivec(0x7fffu) + lsb) >> 16;
     const ivec quiet_nan = (u >> 16) | ivec(0x40u);
-    const auto is_nan = xsimd::bitwise_cast<ivec>(vec(xsimd::select(v != v, vec(-1.0f), vec(0.0f))));
+    const auto is_nan =
+        xsimd::bitwise_cast<ivec>(vec(xsimd::select(v != v, vec(-1.0f), vec(0.0f))));
     const ivec bits = xsimd::select(is_nan != ivec(0u), quiet_nan, rounded);
     alignas(64) std::uint32_t wide[lanes];
     bits.store_aligned(wide);
-    for (std::size_t i = 0; i < lanes; ++i) p[i] = bf16::from_bits(static_cast<std::uint16_t>(wide[i]));
+    for (std::size_t i = 0; i < lanes; ++i)
+      p[i] = bf16::from_bits(static_cast<std::uint16_t>(wide[i]));
   }
 
   static vec add(vec a, vec b) { return a + b; }
@@ -102,11 +107,13 @@ struct simd<xsimd_provider> {
     return xsimd::select(a < vec(0.0f), if_negative, otherwise);
   }
 
-  /// acc + a₀b₀ + a₁b₁ per lane, where a and b hold bf16 pairs (vdpbf16ps; xsimd has no bf16 at all).
+  /// acc + a₀b₀ + a₁b₁ per lane, where a and b hold bf16 pairs (vdpbf16ps; xsimd has no bf16 at
+  /// all).
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
   static constexpr bool native_bf16_dot = true;
   static vec bf16_pair_dot(vec acc, vec a, vec b) {
-    return vec(_mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(a), (__m512bh)_mm512_castps_si512(b)));
+    return vec(
+        _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(a), (__m512bh)_mm512_castps_si512(b)));
   }
 #else
   static constexpr bool native_bf16_dot = false;

@@ -1,9 +1,9 @@
 #pragma once
 // The CPU target: basic_cpu<Provider>, with `cpu` = basic_cpu<default provider>.
 //
-// The provider tags and basic_cpu live in the ISA inline namespace (see trellis/core/config.hpp), so
-// every kernel instantiated for `cpu` carries the ISA in its mangled name and translation units built
-// with different -march flags never share a kernel body.
+// The provider tags and basic_cpu live in the ISA inline namespace (see trellis/core/config.hpp),
+// so every kernel instantiated for `cpu` carries the ISA in its mangled name and translation units
+// built with different -march flags never share a kernel body.
 
 #include "trellis/core/config.hpp"
 

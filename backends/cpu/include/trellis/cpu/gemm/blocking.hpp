@@ -2,9 +2,9 @@
 // GEMM blocking, derived from the cache sizes read at run time (sysconf), with sane defaults.
 //
 // The 6 × NR register tile broadcasts A and streams B, so the roles of the caches are:
-//   L1: the A micro-panel (MR × KC) stays resident while every B micro-panel of the block streams past.
-//   L2: the B block (KC × NC) and the fp32 accumulator block (MC × NC) of one thread.
-//   L3: the B panel (K × NC·threads) shared by all threads of a call.
+//   L1: the A micro-panel (MR × KC) stays resident while every B micro-panel of the block streams
+//   past. L2: the B block (KC × NC) and the fp32 accumulator block (MC × NC) of one thread. L3: the
+//   B panel (K × NC·threads) shared by all threads of a call.
 // KC and the tile shape depend only on the machine, never on the thread count, so the order of the
 // K reduction (and therefore every bit of the result) is the same for any `threads`.
 
@@ -55,8 +55,10 @@ const gemm_blocks& gemm_blocking() {
     // A micro-panel in a quarter of L1: MR · KC · 4 bytes (a k pair of bf16 is also 4 bytes).
     std::size_t kc = std::clamp<std::size_t>(c.l1d / 4 / (tile::mr * 4), 32, 512) / 16 * 16;
     // B block in half of L2; accumulator block MC × NC in a quarter.
-    std::size_t nc = std::clamp<std::size_t>(c.l2 / 2 / (kc * 4), tile::nr, 4096) / tile::nr * tile::nr;
-    std::size_t mc = std::clamp<std::size_t>(c.l2 / 4 / (nc * 4), tile::mr, 1024) / tile::mr * tile::mr;
+    std::size_t nc =
+        std::clamp<std::size_t>(c.l2 / 2 / (kc * 4), tile::nr, 4096) / tile::nr * tile::nr;
+    std::size_t mc =
+        std::clamp<std::size_t>(c.l2 / 4 / (nc * 4), tile::mr, 1024) / tile::mr * tile::mr;
     (void)Pairs;
     return gemm_blocks{kc, mc, nc};
   }();

@@ -1,13 +1,14 @@
 #pragma once
-// brgemm_tile: the batch-reduce GEMM tile entry, an internal building block (attention's QKᵀ and P·V
-// run on it):
+// brgemm_tile: the batch-reduce GEMM tile entry, an internal building block (attention's QKᵀ and
+// P·V run on it):
 //
 //   C[m, n] += Σ_{i < batch} A_i[m, k] · B_i[k, n]        C fp32, row stride ldc
 //
 // A_i are row-major fp32 (row stride lda), read in place. B_i are either row-major fp32 [k, n] (row
-// stride ldb, read in place) or a packed_b panel set in the pack.hpp layout (`packed` true: B_i points at
-// the micro-panel of column 0 and each micro-panel holds `k` steps). Column tails go through an NR-wide
-// zero-padded copy, row tails through the exact-height kernels. The sum runs over i, then k, in order.
+// stride ldb, read in place) or a packed_b panel set in the pack.hpp layout (`packed` true: B_i
+// points at the micro-panel of column 0 and each micro-panel holds `k` steps). Column tails go
+// through an NR-wide zero-padded copy, row tails through the exact-height kernels. The sum runs
+// over i, then k, in order.
 
 #include <algorithm>
 #include <cstddef>
@@ -27,8 +28,8 @@ struct brgemm_b {
 };
 
 template <class S>
-void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, const brgemm_b& b, std::size_t m,
-                 std::size_t n, std::size_t k, float* c, std::size_t ldc) {
+void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, const brgemm_b& b,
+                 std::size_t m, std::size_t n, std::size_t k, float* c, std::size_t ldc) {
   constexpr std::size_t MR = gemm_tile<S>::mr, NR = gemm_tile<S>::nr;
   for (std::size_t jp = 0; jp < n; jp += NR) {
     const std::size_t cols = std::min(NR, n - jp);
@@ -36,7 +37,8 @@ void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, cons
     float* tail_b = nullptr;
     float* tail_c = nullptr;
     if (!full) {
-      tail_b = thread_scratch(scratch_slot::gemm_b).get(batch * k * NR);  // [batch][k][NR], zero-padded
+      tail_b =
+          thread_scratch(scratch_slot::gemm_b).get(batch * k * NR);  // [batch][k][NR], zero-padded
       tail_c = thread_scratch(scratch_slot::gemm_acc).get(MR * NR);
       for (std::size_t i = 0; i < batch; ++i)
         for (std::size_t kk = 0; kk < k; ++kk) {
@@ -65,7 +67,8 @@ void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, cons
         kernel(k, a[i] + ip * lda, lda, 1, bi, b_stride, target, ld, false);
       }
       if (!full)
-        for (std::size_t r = 0; r < rows; ++r) std::memcpy(c + (ip + r) * ldc + jp, tail_c + r * NR, cols * sizeof(float));
+        for (std::size_t r = 0; r < rows; ++r)
+          std::memcpy(c + (ip + r) * ldc + jp, tail_c + r * NR, cols * sizeof(float));
     }
   }
 }

@@ -51,14 +51,17 @@ void gemm_store_row(float* row, std::size_t n, std::size_t i, std::size_t j0, te
     const vec s = S::set(scale);
     std::size_t jj = 0;
     for (; jj + L <= n; jj += L) S::store(row + jj, S::fma(s, S::load(x + jj), S::load(row + jj)));
-    if (jj < n) S::store_n(row + jj, S::fma(s, S::load_n(x + jj, n - jj), S::load_n(row + jj, n - jj)), n - jj);
+    if (jj < n)
+      S::store_n(row + jj, S::fma(s, S::load_n(x + jj, n - jj), S::load_n(row + jj, n - jj)),
+                 n - jj);
   };
   if (ep.residual)
     add_scaled(row_as_f32<S>(ep.residual, i * ep.residual.stride(0) + j0 * ep.residual.stride(1),
                              ep.residual.stride(1), n, tmp),
                1.0f);
   TC* c_row = c.data() + i * c.stride(0) + j0 * c.stride(1);
-  if (opts.beta != 0.0f) add_scaled(row_as_f32<S>(static_cast<const TC*>(c_row), c.stride(1), n, tmp), opts.beta);
+  if (opts.beta != 0.0f)
+    add_scaled(row_as_f32<S>(static_cast<const TC*>(c_row), c.stride(1), n, tmp), opts.beta);
   store_row<S>(c_row, c.stride(1), row, n);
 }
 

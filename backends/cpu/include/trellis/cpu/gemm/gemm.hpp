@@ -7,13 +7,13 @@
 //       for each KC block of k-steps:            A read in place (row-major fp32) or packed (L1/L2)
 //         for each MR-row panel, NR-column micro-panel: micro-kernel into an fp32 accumulator block
 //       epilogue, row by row, into C
-// With a packed_matrix the B panels already exist: no packing and no barriers. Every element of C is
-// reduced over K in the same order whatever the thread count, so results are bit-identical for any
-// `threads`. bf16 inputs use k pairs and vdpbf16ps where the CPU has AVX-512 BF16 (Pairs), and are widened
-// to fp32 in packing elsewhere.
+// With a packed_matrix the B panels already exist: no packing and no barriers. Every element of C
+// is reduced over K in the same order whatever the thread count, so results are bit-identical for
+// any `threads`. bf16 inputs use k pairs and vdpbf16ps where the CPU has AVX-512 BF16 (Pairs), and
+// are widened to fp32 in packing elsewhere.
 //
-// Scratch per thread: accumulator MC × NC and packed A MC × KC floats; the calling thread also holds the
-// shared B panel, K × NC·threads values (all of it reused across calls, see scratch.hpp).
+// Scratch per thread: accumulator MC × NC and packed A MC × KC floats; the calling thread also
+// holds the shared B panel, K × NC·threads values (all of it reused across calls, see scratch.hpp).
 
 #include <algorithm>
 #include <cstddef>
@@ -39,20 +39,22 @@ struct prepacked_b {
 
 /// Whether bf16 operands run as k pairs on vdpbf16ps for provider S.
 template <class S, class T>
-inline constexpr bool uses_pairs_v = std::is_same_v<T, bf16> && S::native_bf16_dot;
+inline constexpr bool uses_pairs_v = std::is_same_v<T, bf16>&& S::native_bf16_dot;
 
-/// One (mc × nc) block of C: all of K, then the epilogue. `panel` points at the micro-panel of column j0.
+/// One (mc × nc) block of C: all of K, then the epilogue. `panel` points at the micro-panel of
+/// column j0.
 template <class S, bool Pairs, class TA, class TC>
-void gemm_block(tensor_view<const TA, 2> a, const gemm_element<Pairs>* panel, std::size_t steps, std::size_t i0,
-                std::size_t mc, std::size_t j0, std::size_t nc, tensor_view<TC, 2> c, const matmul_options& opts,
-                const float* bias) {
+void gemm_block(tensor_view<const TA, 2> a, const gemm_element<Pairs>* panel, std::size_t steps,
+                std::size_t i0, std::size_t mc, std::size_t j0, std::size_t nc,
+                tensor_view<TC, 2> c, const matmul_options& opts, const float* bias) {
   using element = gemm_element<Pairs>;
   constexpr std::size_t MR = gemm_tile<S>::mr, NR = gemm_tile<S>::nr;
   const gemm_blocks& blk = gemm_blocking<S, Pairs>();
   const std::size_t nc_pad = (nc + NR - 1) / NR * NR;
   float* acc = thread_scratch(scratch_slot::gemm_acc).get(mc * nc_pad);  // [mc, nc_pad]
   if (steps == 0) std::fill(acc, acc + mc * nc_pad, 0.0f);
-  // A row-major fp32 is read in place: (row stride, step stride) = (lda, 1). Otherwise it is packed.
+  // A row-major fp32 is read in place: (row stride, step stride) = (lda, 1). Otherwise it is
+  // packed.
   constexpr bool a_may_be_direct = !Pairs && std::is_same_v<TA, float>;
   const bool a_direct = a_may_be_direct && a.stride(1) == 1;
   for (std::size_t s0 = 0; s0 < steps; s0 += blk.kc) {
@@ -60,8 +62,10 @@ void gemm_block(tensor_view<const TA, 2> a, const gemm_element<Pairs>* panel, st
     const element* a_block = nullptr;
     if constexpr (a_may_be_direct) a_block = a.data() + i0 * a.stride(0) + s0;
     if (!a_direct) {
-      const std::size_t mc_pad = (mc + MR - 1) / MR * MR;  // panels keep the MR stride even when short
-      auto* packed = reinterpret_cast<element*>(thread_scratch(scratch_slot::gemm_a).get(mc_pad * ks));
+      const std::size_t mc_pad =
+          (mc + MR - 1) / MR * MR;  // panels keep the MR stride even when short
+      auto* packed =
+          reinterpret_cast<element*>(thread_scratch(scratch_slot::gemm_a).get(mc_pad * ks));
       pack_a_block<S, Pairs>(a, i0, mc, s0, ks, packed);
       a_block = packed;
     }
@@ -70,18 +74,19 @@ void gemm_block(tensor_view<const TA, 2> a, const gemm_element<Pairs>* panel, st
       const auto kernel = kernel_for_rows<S, Pairs>(std::min(MR, mc - ip));
       const element* a_panel = a_block + (a_direct ? ip * a.stride(0) : ip * ks);
       for (std::size_t jp = 0; jp < nc_pad; jp += NR)
-        kernel(ks, a_panel, row_stride, step_stride, panel + jp * steps + s0 * NR, NR, acc + ip * nc_pad + jp, nc_pad,
-               s0 == 0);
+        kernel(ks, a_panel, row_stride, step_stride, panel + jp * steps + s0 * NR, NR,
+               acc + ip * nc_pad + jp, nc_pad, s0 == 0);
     }
   }
   float* tmp = thread_scratch(scratch_slot::row).get(nc);
-  for (std::size_t i = 0; i < mc; ++i) gemm_store_row<S>(acc + i * nc_pad, nc, i0 + i, j0, c, opts, bias, tmp);
+  for (std::size_t i = 0; i < mc; ++i)
+    gemm_store_row<S>(acc + i * nc_pad, nc, i0 + i, j0, c, opts, bias, tmp);
 }
 
 /// C ← act(α·A·B + bias) + residual + β·C₀ for a [M, K], B [K, N] (a view, or prepacked), c [M, N].
 template <class S, bool Pairs, class TA, class TB, class TC>
-void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB, 2> b, prepacked_b<Pairs> prepacked,
-                  tensor_view<TC, 2> c, const matmul_options& opts) {
+void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB, 2> b,
+                  prepacked_b<Pairs> prepacked, tensor_view<TC, 2> c, const matmul_options& opts) {
   using element = gemm_element<Pairs>;
   constexpr std::size_t NR = gemm_tile<S>::nr;
   const gemm_blocks& blk = gemm_blocking<S, Pairs>();
@@ -90,12 +95,14 @@ void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB,
   const float* bias = widened_bias<S>(opts, n);
   const std::size_t m_blocks = (m + blk.mc - 1) / blk.mc;
   const std::size_t useful = m_blocks * ((n + blk.nc - 1) / blk.nc);
-  const int team_size = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(resolve_threads(threads)), useful));
+  const int team_size = static_cast<int>(
+      std::min<std::size_t>(static_cast<std::size_t>(resolve_threads(threads)), useful));
   const std::size_t panel_width = blk.nc * static_cast<std::size_t>(std::max(team_size, 1));
   element* shared_panel = nullptr;
   if (!prepacked.data) {
     const std::size_t panel_values = std::min(panel_width, (n + NR - 1) / NR * NR) * steps;
-    shared_panel = reinterpret_cast<element*>(thread_scratch(scratch_slot::gemm_b).get(panel_values));
+    shared_panel =
+        reinterpret_cast<element*>(thread_scratch(scratch_slot::gemm_b).get(panel_values));
   }
 
   run_team(team_size, useful, [&](const team& t) {
@@ -108,7 +115,8 @@ void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB,
         const std::size_t micro_panels = (ncp + NR - 1) / NR;
         const auto [first, last] = t.static_range(micro_panels);
         for (std::size_t jr = first; jr < last; ++jr)
-          pack_b_micro_panel<S, Pairs>(b, jc + jr * NR, std::min(NR, ncp - jr * NR), shared_panel + jr * NR * steps);
+          pack_b_micro_panel<S, Pairs>(b, jc + jr * NR, std::min(NR, ncp - jr * NR),
+                                       shared_panel + jr * NR * steps);
         t.barrier();  // the panel is complete before anyone multiplies with it
         panel = shared_panel;
       }
@@ -116,8 +124,8 @@ void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB,
       const auto [first, last] = t.static_range(m_blocks * n_sub);
       for (std::size_t task = first; task < last; ++task) {
         const std::size_t i0 = task / n_sub * blk.mc, j_local = task % n_sub * blk.nc;
-        gemm_block<S, Pairs>(a, panel + j_local * steps, steps, i0, std::min(blk.mc, m - i0), jc + j_local,
-                             std::min(blk.nc, ncp - j_local), c, opts, bias);
+        gemm_block<S, Pairs>(a, panel + j_local * steps, steps, i0, std::min(blk.mc, m - i0),
+                             jc + j_local, std::min(blk.nc, ncp - j_local), c, opts, bias);
       }
       if (!prepacked.data) t.barrier();  // nobody still reads the panel when it is overwritten
     }

@@ -1,11 +1,13 @@
 #pragma once
-// The register-tiled GEMM micro-kernel: an MR × (NV·lanes) fp32 tile of C held in MR·NV vector registers
-// (6 × 64 = 24 zmm on AVX-512, 6 × 16 = 12 ymm on AVX2). Each k-step broadcasts one value of A per row and
-// loads NV vectors of packed B. A k-step is one k (fp32) or one k pair (bf16 pairs, vdpbf16ps).
+// The register-tiled GEMM micro-kernel: an MR × (NV·lanes) fp32 tile of C held in MR·NV vector
+// registers (6 × 64 = 24 zmm on AVX-512, 6 × 16 = 12 ymm on AVX2). Each k-step broadcasts one value
+// of A per row and loads NV vectors of packed B. A k-step is one k (fp32) or one k pair (bf16
+// pairs, vdpbf16ps).
 //
-// A is addressed as a[r·row_stride + s·step_stride]: packed panels use (1, MR), a row-major fp32 A is
-// read in place with (lda, 1), so small-M calls never pack A. B comes packed and zero-padded (pack.hpp).
-// Rows: any 1 ≤ rows ≤ MR (kernel_for_rows); columns: always NR, into a padded accumulator block.
+// A is addressed as a[r·row_stride + s·step_stride]: packed panels use (1, MR), a row-major fp32 A
+// is read in place with (lda, 1), so small-M calls never pack A. B comes packed and zero-padded
+// (pack.hpp). Rows: any 1 ≤ rows ≤ MR (kernel_for_rows); columns: always NR, into a padded
+// accumulator block.
 
 #include <array>
 #include <bit>
@@ -31,12 +33,13 @@ struct gemm_tile {
 template <bool Pairs>
 using gemm_element = std::conditional_t<Pairs, std::uint32_t, float>;
 
-/// acc[rows, NR] (row stride ld) = (first ? 0 : acc) + Σ_s a[:, s] ⊗ b[s, :] over `steps` k-steps, in order.
-/// B is read at b[s·b_step_stride + c]: NR for packed micro-panels, ldb for a row-major fp32 B whose
-/// NR columns all exist.
+/// acc[rows, NR] (row stride ld) = (first ? 0 : acc) + Σ_s a[:, s] ⊗ b[s, :] over `steps` k-steps,
+/// in order. B is read at b[s·b_step_stride + c]: NR for packed micro-panels, ldb for a row-major
+/// fp32 B whose NR columns all exist.
 template <class S, std::size_t Rows, std::size_t NV, bool Pairs>
-void micro_kernel(std::size_t steps, const gemm_element<Pairs>* __restrict a, std::size_t a_row_stride,
-                  std::size_t a_step_stride, const gemm_element<Pairs>* __restrict b, std::size_t b_step_stride,
+void micro_kernel(std::size_t steps, const gemm_element<Pairs>* __restrict a,
+                  std::size_t a_row_stride, std::size_t a_step_stride,
+                  const gemm_element<Pairs>* __restrict b, std::size_t b_step_stride,
                   float* __restrict acc, std::size_t ld, bool first) {
   using vec = typename S::vec;
   constexpr std::size_t L = S::lanes;
@@ -44,19 +47,23 @@ void micro_kernel(std::size_t steps, const gemm_element<Pairs>* __restrict a, st
 #pragma GCC unroll 8
   for (std::size_t r = 0; r < Rows; ++r)
 #pragma GCC unroll 4
-    for (std::size_t v = 0; v < NV; ++v) c[r][v] = first ? S::zero() : S::load(acc + r * ld + v * L);
+    for (std::size_t v = 0; v < NV; ++v)
+      c[r][v] = first ? S::zero() : S::load(acc + r * ld + v * L);
   for (std::size_t s = 0; s < steps; ++s) {
     vec bv[NV];
 #pragma GCC unroll 4
-    for (std::size_t v = 0; v < NV; ++v) bv[v] = S::load(reinterpret_cast<const float*>(b + s * b_step_stride + v * L));
+    for (std::size_t v = 0; v < NV; ++v)
+      bv[v] = S::load(reinterpret_cast<const float*>(b + s * b_step_stride + v * L));
 #pragma GCC unroll 8
     for (std::size_t r = 0; r < Rows; ++r) {
       const auto a_rs = a[r * a_row_stride + s * a_step_stride];
       const vec av = S::set(std::bit_cast<float>(a_rs));
 #pragma GCC unroll 4
       for (std::size_t v = 0; v < NV; ++v) {
-        if constexpr (Pairs) c[r][v] = S::bf16_pair_dot(c[r][v], av, bv[v]);
-        else c[r][v] = S::fma(av, bv[v], c[r][v]);
+        if constexpr (Pairs)
+          c[r][v] = S::bf16_pair_dot(c[r][v], av, bv[v]);
+        else
+          c[r][v] = S::fma(av, bv[v], c[r][v]);
       }
     }
   }
@@ -68,7 +75,8 @@ void micro_kernel(std::size_t steps, const gemm_element<Pairs>* __restrict a, st
 
 template <class S, bool Pairs>
 using micro_kernel_fn = void (*)(std::size_t, const gemm_element<Pairs>*, std::size_t, std::size_t,
-                                 const gemm_element<Pairs>*, std::size_t, float*, std::size_t, bool);
+                                 const gemm_element<Pairs>*, std::size_t, float*, std::size_t,
+                                 bool);
 
 /// The micro-kernel for a panel of `rows` (1..MR) rows: a row tail costs only its own rows.
 template <class S, bool Pairs>
@@ -76,7 +84,8 @@ micro_kernel_fn<S, Pairs> kernel_for_rows(std::size_t rows) {
   constexpr std::size_t MR = gemm_tile<S>::mr, NV = gemm_tile<S>::nv;
   static constexpr auto table = []<std::size_t... R>(std::index_sequence<R...>) {
     return std::array<micro_kernel_fn<S, Pairs>, MR>{&micro_kernel<S, R + 1, NV, Pairs>...};
-  }(std::make_index_sequence<MR>{});
+  }
+  (std::make_index_sequence<MR>{});
   return table[rows - 1];
 }
 

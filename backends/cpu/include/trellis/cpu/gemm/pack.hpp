@@ -72,12 +72,18 @@ inline void transpose_16x16_words(const unsigned char* const* rows, std::size_t 
     r[g + 3] = _mm512_maskz_unpackhi_epi64(all8, t[g + 1], t[g + 3]);
   }
   for (int j = 0; j < 4; ++j) {
-    const __m512i v0 = _mm512_maskz_shuffle_i32x4(all16, r[j], r[4 + j], 0x88), v1 = _mm512_maskz_shuffle_i32x4(all16, r[j], r[4 + j], 0xdd);
-    const __m512i w0 = _mm512_maskz_shuffle_i32x4(all16, r[8 + j], r[12 + j], 0x88), w1 = _mm512_maskz_shuffle_i32x4(all16, r[8 + j], r[12 + j], 0xdd);
-    _mm512_storeu_si512(dst + (0 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v0, w0, 0x88));
-    _mm512_storeu_si512(dst + (4 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v1, w1, 0x88));
-    _mm512_storeu_si512(dst + (8 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v0, w0, 0xdd));
-    _mm512_storeu_si512(dst + (12 + j) * dst_stride, _mm512_maskz_shuffle_i32x4(all16, v1, w1, 0xdd));
+    const __m512i v0 = _mm512_maskz_shuffle_i32x4(all16, r[j], r[4 + j], 0x88),
+                  v1 = _mm512_maskz_shuffle_i32x4(all16, r[j], r[4 + j], 0xdd);
+    const __m512i w0 = _mm512_maskz_shuffle_i32x4(all16, r[8 + j], r[12 + j], 0x88),
+                  w1 = _mm512_maskz_shuffle_i32x4(all16, r[8 + j], r[12 + j], 0xdd);
+    _mm512_storeu_si512(dst + (0 + j) * dst_stride,
+                        _mm512_maskz_shuffle_i32x4(all16, v0, w0, 0x88));
+    _mm512_storeu_si512(dst + (4 + j) * dst_stride,
+                        _mm512_maskz_shuffle_i32x4(all16, v1, w1, 0x88));
+    _mm512_storeu_si512(dst + (8 + j) * dst_stride,
+                        _mm512_maskz_shuffle_i32x4(all16, v0, w0, 0xdd));
+    _mm512_storeu_si512(dst + (12 + j) * dst_stride,
+                        _mm512_maskz_shuffle_i32x4(all16, v1, w1, 0xdd));
   }
 }
 #endif
@@ -122,14 +128,17 @@ void pack_b_micro_panel(tensor_view<const TB, 2> b, std::size_t j0, std::size_t 
       for (std::size_t c0 = 0; c0 < cols; c0 += block) {
         const std::size_t c1 = std::min(cols, c0 + block);
         const unsigned char* column[block];
-        for (std::size_t c = c0; c < c1; ++c) column[c - c0] = reinterpret_cast<const unsigned char*>(base + c * sn);
+        for (std::size_t c = c0; c < c1; ++c)
+          column[c - c0] = reinterpret_cast<const unsigned char*>(base + c * sn);
         std::size_t s = 0;
 #if defined(__AVX512F__)
         if (c1 - c0 == block)
-          for (; s + block <= full_steps; s += block) transpose_16x16_words(column, 4 * s, &dst[s * NR + c0], NR);
+          for (; s + block <= full_steps; s += block)
+            transpose_16x16_words(column, 4 * s, &dst[s * NR + c0], NR);
 #endif
         for (; s < full_steps; ++s)
-          for (std::size_t c = c0; c < c1; ++c) std::memcpy(&dst[s * NR + c], column[c - c0] + 4 * s, 4);
+          for (std::size_t c = c0; c < c1; ++c)
+            std::memcpy(&dst[s * NR + c], column[c - c0] + 4 * s, 4);
       }
       if constexpr (Pairs)
         if (full_steps < steps)
