@@ -56,20 +56,19 @@ operand describe(std::string_view name, const basic_any_view<Mutable>& v) {
   return o;
 }
 
-inline std::string shape_string(const operand& o) {
+/// "[2, 3]" for a shape, "{3, 1}" for strides: the first `rank` values between the brackets.
+inline std::string list_string(const std::array<std::size_t, 4>& values, std::size_t rank,
+                               char open, char close) {
   std::ostringstream s;
-  s << '[';
-  for (std::size_t a = 0; a < o.rank; ++a) s << (a ? ", " : "") << o.shape[a];
-  s << ']';
+  s << open;
+  for (std::size_t a = 0; a < rank; ++a) s << (a ? ", " : "") << values[a];
+  s << close;
   return s.str();
 }
 
+inline std::string shape_string(const operand& o) { return list_string(o.shape, o.rank, '[', ']'); }
 inline std::string strides_string(const operand& o) {
-  std::ostringstream s;
-  s << '{';
-  for (std::size_t a = 0; a < o.rank; ++a) s << (a ? ", " : "") << o.strides[a];
-  s << '}';
-  return s.str();
+  return list_string(o.strides, o.rank, '{', '}');
 }
 
 [[noreturn]] inline void fail(std::string_view op, std::string_view argument,
