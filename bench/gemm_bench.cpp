@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -139,7 +140,9 @@ void peak(benchmark::State& state) {
   }
   const double flop_per_op = Bf16 ? 64.0 : 32.0;  // 16 lanes × (2 products ×) 2 FLOP
   const double gflops = threads * double(iterations) * 24 * flop_per_op * double(state.iterations()) / seconds / 1e9;
-  g_peak[std::string(Bf16 ? "bf16/" : "f32/") + std::to_string(threads)] = gflops;
+  // The best of the repetitions: a shared machine only ever makes the loop slower than the hardware.
+  double& best = g_peak[std::string(Bf16 ? "bf16/" : "f32/") + std::to_string(threads)];
+  best = std::max(best, gflops);
   state.counters["GFLOPS"] = gflops;
 }
 #endif
@@ -257,6 +260,8 @@ void register_all() {
           ->Arg(threads)
           ->UseManualTime()
           ->Iterations(1)
+          ->Repetitions(5)
+          ->ReportAggregatesOnly(false)
           ->Unit(benchmark::kMillisecond);
   }
 #else

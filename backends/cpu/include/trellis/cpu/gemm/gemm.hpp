@@ -53,30 +53,40 @@ void gemm_block(tensor_view<const TA, 2> a, const gemm_element<Pairs>* panel, st
   const std::size_t nc_pad = (nc + NR - 1) / NR * NR;
   float* acc = thread_scratch(scratch_slot::gemm_acc).get(mc * nc_pad);  // [mc, nc_pad]
   if (steps == 0) std::fill(acc, acc + mc * nc_pad, 0.0f);
-  // A row-major fp32 is read in place: (row stride, step stride) = (lda, 1). Otherwise it is
+  // A is read in place when it is row-major and each k-step is a whole word of its memory (fp32, or
+  // bf16 pairs when K is even): step stride 1 or 2 elements, row stride lda. Otherwise it is
   // packed.
-  constexpr bool a_may_be_direct = !Pairs && std::is_same_v<TA, float>;
-  const bool a_direct = a_may_be_direct && a.stride(1) == 1;
-  for (std::size_t s0 = 0; s0 < steps; s0 += blk.kc) {
-    const std::size_t ks = std::min(blk.kc, steps - s0);
-    const element* a_block = nullptr;
-    if constexpr (a_may_be_direct) a_block = a.data() + i0 * a.stride(0) + s0;
-    if (!a_direct) {
-      const std::size_t mc_pad =
-          (mc + MR - 1) / MR * MR;  // panels keep the MR stride even when short
-      auto* packed =
-          reinterpret_cast<element*>(thread_scratch(scratch_slot::gemm_a).get(mc_pad * ks));
-      pack_a_block<S, Pairs>(a, i0, mc, s0, ks, packed);
-      a_block = packed;
-    }
-    const std::size_t row_stride = a_direct ? a.stride(0) : 1, step_stride = a_direct ? 1 : MR;
+  constexpr bool a_may_be_direct = std::is_same_v<TA, float> ? !Pairs : Pairs;
+  constexpr std::size_t direct_step = Pairs ? 2 : 1;
+  const bool a_direct = a_may_be_direct && (a.stride(1) == 1 || a.extent(1) <= 1) &&
+                        a.extent(1) == steps * direct_step;
+  // Runs the micro-kernels of one KC block; a_base is the A block, rows `row_stride` apart.
+  const auto multiply = [&](const auto* a_base, std::size_t row_stride, std::size_t step_stride,
+                            std::size_t s0, std::size_t ks) {
+    using a_element = std::remove_cvref_t<decltype(*a_base)>;
+    // From one MR-row panel to the next: MR rows of A in place, or one packed [ks, MR] panel.
+    const std::size_t panel_stride = a_direct ? row_stride : ks;
     for (std::size_t ip = 0; ip < mc; ip += MR) {
-      const auto kernel = kernel_for_rows<S, Pairs>(std::min(MR, mc - ip));
-      const element* a_panel = a_block + (a_direct ? ip * a.stride(0) : ip * ks);
+      const auto kernel = kernel_for_rows<S, Pairs, a_element>(std::min(MR, mc - ip));
+      const a_element* a_panel = a_base + ip * panel_stride;
       for (std::size_t jp = 0; jp < nc_pad; jp += NR)
         kernel(ks, a_panel, row_stride, step_stride, panel + jp * steps + s0 * NR, NR,
                acc + ip * nc_pad + jp, nc_pad, s0 == 0);
     }
+  };
+  for (std::size_t s0 = 0; s0 < steps; s0 += blk.kc) {
+    const std::size_t ks = std::min(blk.kc, steps - s0);
+    if constexpr (a_may_be_direct) {
+      if (a_direct) {
+        multiply(a.data() + i0 * a.stride(0) + s0 * direct_step, a.stride(0), direct_step, s0, ks);
+        continue;
+      }
+    }
+    const std::size_t mc_pad = (mc + MR - 1) / MR * MR;  // panels keep the MR stride when short
+    auto* packed =
+        reinterpret_cast<element*>(thread_scratch(scratch_slot::gemm_a).get(mc_pad * ks));
+    pack_a_block<S, Pairs>(a, i0, mc, s0, ks, packed);
+    multiply(static_cast<const element*>(packed), std::size_t{1}, MR, s0, ks);
   }
   float* tmp = thread_scratch(scratch_slot::row).get(nc);
   for (std::size_t i = 0; i < mc; ++i)
