@@ -9,18 +9,24 @@
 // with their record: the one place a scheduler attaches, so kernels do not change when timing comes.
 
 #include <cstddef>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "trellis/systolic/hbm_memory.hpp"
 #include "trellis/systolic/machine.hpp"
 #include "trellis/systolic/on_chip_memory.hpp"
 #include "trellis/systolic/records.hpp"
+#include "trellis/systolic/timing/report.hpp"
+#include "trellis/systolic/timing/scheduler.hpp"
+#include "trellis/systolic/timing/trace.hpp"
 
 namespace trellis::systolic {
 
 struct core_options {
   bool functional = true;  ///< false: timing-only — no storage, nothing computed, HBM may be shape-only
   bool nan_fill = true;    ///< fill fresh tiles with NaN sentinels (functional cores only)
+  timing::timing_options timing{};  ///< scheduler options (e.g. Tensor Engine throttling)
 };
 
 /// The machine-independent state of a core; instructions work on this.
@@ -29,13 +35,16 @@ class core_state {
   core_state(const machine_spec& spec, core_options options)
       : sbuf(memory_space::sbuf, spec, options.functional, options.nan_fill),
         psum(memory_space::psum, spec, options.functional, options.nan_fill),
+        hbm(spec, options.functional),
         spec_(&spec),
-        options_(options) {}
+        options_(options),
+        scheduler_(spec, options.timing) {}
   core_state(const core_state&) = delete;
   core_state& operator=(const core_state&) = delete;
 
   on_chip_memory sbuf;
   on_chip_memory psum;
+  hbm_memory hbm;  ///< the core's share of device HBM: nc.hbm.tensor<T>(shape)
 
   const machine_spec& spec() const noexcept { return *spec_; }
   bool functional() const noexcept { return options_.functional; }
@@ -43,12 +52,33 @@ class core_state {
 
   /// Every instruction executed so far, in issue order.
   const std::vector<instruction_record>& records() const noexcept { return records_; }
-  void clear_records() noexcept { records_.clear(); }
+  /// Forgets the instruction log and the timeline (the memories keep their tiles).
+  void clear_records() {
+    records_.clear();
+    scheduler_.clear();
+  }
 
-  /// Called by every instruction once it has validated (and, when functional, computed).
+  /// Called by every instruction once it has validated (and, when functional, computed): logs it and
+  /// times it on its engine's stream (timing/scheduler.hpp).
   void issue(instruction_record record) {
     record.index = issued_++;
     records_.push_back(std::move(record));
+    scheduler_.schedule(records_.back());
+    scheduler_.sample_occupancy(sbuf.bytes_in_use(), psum.bytes_in_use());
+  }
+
+  /// The timing of every instruction, parallel to records().
+  const timing::scheduler& timeline() const noexcept { return scheduler_; }
+  /// When the last result is visible, in ns since the first instruction could start.
+  double total_ns() const noexcept { return scheduler_.total_ns(); }
+  /// Total time, per-engine cycles/busy/utilisation/stalls, MFU/HFU, HBM traffic/MBU, SBUF/PSUM peaks.
+  timing::report report() const {
+    return timing::make_report(*spec_, records_, scheduler_, sbuf.peak_bytes(), sbuf.capacity_bytes(), psum.peak_bytes(),
+                               psum.capacity_bytes());
+  }
+  /// The run as a Chrome Trace Event JSON file (ui.perfetto.dev).
+  void write_trace(const std::string& path, timing::trace_options options = {}) const {
+    timing::write_trace(path, *spec_, records_, scheduler_, options);
   }
 
   /// The DMA queue a dma_copy without an explicit queue uses: round-robin over the machine's queues.
@@ -62,6 +92,7 @@ class core_state {
   const machine_spec* spec_;
   core_options options_;
   std::vector<instruction_record> records_;
+  timing::scheduler scheduler_;
   std::uint64_t issued_ = 0;
   std::size_t next_queue_ = 0;
 };

@@ -69,8 +69,20 @@ struct dma_spec {
   double engine_bytes_per_ns;               ///< per engine, from the DMA bandwidth tables (alternative below)
   double engine_bytes_per_ns_alt;           ///< the other AWS figure (≈ 27 / 38 GB/s per engine); not used
   double fixed_latency_ns;                  ///< semaphore to start of a cross-engine transfer (descriptor set-up)
-  double hw_dma_instruction_ns;             ///< per hardware-generated DMA instruction (published for v3 only)
+  double hw_dma_instruction_ns;             ///< per hardware-generated DMA instruction (published for v3 only); not used
+  bool transpose_2byte = false;             ///< v3+: "can transpose 2-byte data during HBM→SBUF transfer"
   constexpr double bytes_per_ns() const noexcept { return engine_bytes_per_ns * double(engines); }
+  /// Per-packet overhead (ns an engine is held per contiguous run, on top of bytes / bandwidth). AWS does
+  /// not publish it; derived from the saturation curve [T:DMA] ("≥ 2 KiB approaches peak; ≥ 4 KiB
+  /// saturates"): a packet of B bytes runs at efficiency B / (B + overhead·bandwidth). Reading "saturates"
+  /// as ≥ 95 % of peak at B = 4 KiB gives overhead·bandwidth = 4096 · (1/0.95 − 1) = 4096/19 ≈ 215.6 bytes,
+  /// i.e. 12.7 / 9.4 / 6.5 ns at 17 / 23 / 33 B/ns. Check against the rest of the curve: 2 KiB → 90.5 %
+  /// ("approaches peak"), 256 B → 54 % and 64 B → 23 % ("overhead-bound"). See docs/systolic-model.md.
+  constexpr double packet_overhead_ns() const noexcept { return packet_overhead_bytes_equivalent / engine_bytes_per_ns; }
+  static constexpr double packet_saturation_bytes = 4096;   ///< "≥ 4 KiB saturates the engines"
+  static constexpr double packet_saturation_efficiency = 0.95;  ///< model reading of "saturates"
+  static constexpr double packet_overhead_bytes_equivalent =
+      packet_saturation_bytes * (1.0 / packet_saturation_efficiency - 1.0);
 };
 
 /// HBM of the chip, shared by its cores [T:Generations].
@@ -96,6 +108,15 @@ struct port_rules {
   bool vector_scalar_share_psum;            ///< v2: Vector and Scalar cannot use PSUM at the same time
 };
 
+/// Performance features that differ by generation [T:Instruction cost model].
+struct perf_features {
+  bool vector_perf_modes = false;           ///< v3+: copy/tensor_scalar 4× (bf16 SBUF→SBUF contiguous) or 2×; tensor_tensor 2× (bf16 SBUF)
+  bool tensor_throttling = false;           ///< v3/v4: the Tensor Engine starts at ≈ 50 % and ramps up (timing option; off by default)
+  double throttle_start_fraction = 0.5;     ///< "starts at ≈ 50 % of peak"
+  double throttle_ramp_ns = 3000;           ///< "ramps to full over ≈ 3 µs of sustained work"
+  double throttle_window_ns = 3000;         ///< "re-throttles if utilisation drops below 50 % over a ≈ 3 µs window"
+};
+
 struct machine_spec {
   const char* name;                         ///< used in every error message ("... on trn2")
   const char* neuron_core;                  ///< the NeuronCore generation
@@ -108,6 +129,7 @@ struct machine_spec {
   hbm_spec hbm;
   published_rates rates;
   port_rules ports;
+  perf_features perf{};
 };
 
 namespace detail {
@@ -199,13 +221,15 @@ struct trn2 {
               .engine_bytes_per_ns = 23,           // DMA table: 368 GB/s per core / 16
               .engine_bytes_per_ns_alt = 27,
               .fixed_latency_ns = 1300,
-              .hw_dma_instruction_ns = 600},
+              .hw_dma_instruction_ns = 600,
+              .transpose_2byte = true},
       .hbm = {.gib_per_chip = 96,
               .bytes_per_ns_per_chip = 2900,       // AWS gives 2.9–3 TB/s; the lower figure
               .cores_per_chip = 8},
       .rates = {.tensor_bf16_tflops = 79, .tensor_fp8_tflops = 158, .tensor_fp32_tflops = 20,
                 .vector_fp32_tflops = 1.0, .scalar_fp32_tflops = 1.2},
       .ports = {.vector_gpsimd_share_sbuf = false, .vector_scalar_share_psum = false},
+      .perf = {.vector_perf_modes = true, .tensor_throttling = true},
   };
 };
 
@@ -232,13 +256,16 @@ struct trn3 {
               .engine_bytes_per_ns = 33,           // DMA table: 528 GB/s per core / 16
               .engine_bytes_per_ns_alt = 38,       // "≈ 38 GB/s per engine (v4)" in other AWS pages
               .fixed_latency_ns = 1300,
-              .hw_dma_instruction_ns = 600},       // published for v3; assumed the same
+              .hw_dma_instruction_ns = 600,        // published for v3; assumed the same
+              .transpose_2byte = true},            // a v3 feature; assumed on v4
       .hbm = {.gib_per_chip = 144,
               .bytes_per_ns_per_chip = 4700,       // AWS gives 4.7–4.9 TB/s; the lower figure
               .cores_per_chip = 8},
       .rates = {.tensor_bf16_tflops = 79, .tensor_fp8_tflops = 315, .tensor_fp32_tflops = 20,
                 .vector_fp32_tflops = 1.2, .scalar_fp32_tflops = 1.2},
       .ports = {.vector_gpsimd_share_sbuf = false, .vector_scalar_share_psum = false},
+      .perf = {.vector_perf_modes = true,   // published for v3; assumed on v4 (provisional)
+               .tensor_throttling = true},
   };
 };
 

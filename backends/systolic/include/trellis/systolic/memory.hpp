@@ -4,4 +4,5 @@
 #include "trellis/systolic/region.hpp"
 #include "trellis/systolic/dtype.hpp"
 #include "trellis/systolic/hbm.hpp"
+#include "trellis/systolic/hbm_memory.hpp"
 #include "trellis/systolic/on_chip_memory.hpp"

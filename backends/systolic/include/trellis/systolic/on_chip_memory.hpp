@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <source_location>
@@ -31,7 +32,8 @@
 
 namespace trellis::systolic {
 
-/// Where a tile goes; every field left empty is chosen by the allocator (first fit, lowest byte offset).
+/// Where a tile goes; every field left empty is chosen by the allocator (first fit: lowest partition start,
+/// then lowest byte offset).
 struct placement {
   std::optional<std::size_t> partition_start{};  ///< must satisfy the partition-start rule
   std::optional<std::size_t> byte_offset{};      ///< within each partition; a multiple of the element size
@@ -167,8 +169,10 @@ class on_chip_memory {
         if (detail::partition_start_allowed(p, partition_count, partitions())) starts.push_back(p);
 
     const allocation* blocker = nullptr;
-    for (std::size_t b0 : offsets)
-      for (std::size_t p0 : starts) {
+    // Lowest partition start first, then lowest byte offset: automatically placed tiles start at partition 0
+    // whenever they can, so the operands of an engine instruction line up lane by lane (isa/checks.hpp).
+    for (std::size_t p0 : starts)
+      for (std::size_t b0 : offsets) {
         const auto hit = std::find_if(live_.begin(), live_.end(),
                                       [&](const allocation& a) { return a.overlaps(p0, partition_count, b0, bytes); });
         if (hit == live_.end()) return commit(type, p0, partition_count, b0, bytes, free_size, loc);
@@ -288,6 +292,7 @@ class tile {
   }
   region rows_range(std::size_t p0, std::size_t np) const { return view().rows_range(p0, np); }
   region cols_range(std::size_t f0, std::size_t nf) const { return view().cols_range(f0, nf); }
+  region free_pattern(std::initializer_list<pattern_dim> dims) const { return view().free_pattern(dims); }
 
   /// Host-side read of one element, for tests and debugging (functional cores only).
   float peek(std::size_t p, std::size_t f) const {
@@ -325,6 +330,11 @@ class pool {
   std::vector<systolic::tile<T>> buffers_;
   std::size_t next_ = 0;
 };
+
+inline std::size_t free_pattern_dims_of(const on_chip_memory* memory) noexcept {
+  return memory ? memory->spec().access.free_pattern_dims : max_free_pattern_dims;
+}
+inline const char* machine_name_of(const on_chip_memory* memory) noexcept { return memory ? memory->spec().name : "?"; }
 
 template <class T>
 systolic::tile<T> on_chip_memory::tile(std::size_t partition_count, std::size_t free_size, placement where,

@@ -73,6 +73,8 @@ struct operand_record {
   dtype type = dtype::f32;
   std::size_t rows = 0, cols = 0;    ///< [partitions, free elements] on chip; [rows, cols] in HBM
   std::ptrdiff_t row_stride_bytes = 0, col_stride_bytes = 0;
+  std::size_t run_bytes = 0;         ///< bytes per contiguous run within a row (partition)
+  std::size_t free_rank = 1;         ///< dimensions of the free-axis access pattern
   // On chip: the tile and the rectangle (partitions × bytes within each partition) the region touches.
   std::uint64_t allocation = 0;
   std::size_t partition_start = 0;
@@ -93,6 +95,8 @@ inline operand_record describe(const char* role, const region& a, bool written) 
   r.cols = a.cols;
   r.row_stride_bytes = a.row_stride_bytes;
   r.col_stride_bytes = a.col_stride_bytes;
+  r.run_bytes = a.run_elements() * a.element_bytes();
+  r.free_rank = a.free_rank;
   r.allocation = a.allocation;
   r.partition_start = a.partition_start;
   r.byte_begin = a.byte_offset;
@@ -108,6 +112,7 @@ struct instruction_attributes {
   bool accumulate = false;  ///< nc_matmul adds to PSUM (not the first of its accumulation group)
   bool reduce = false;      ///< activation also writes an add-reduction
   float value = 0.0f;       ///< memset value, iota/affine_select base
+  bool transpose = false;   ///< dma_copy transposes 2-byte data on the way (HBM → SBUF, v3+)
 };
 
 struct instruction_record {

@@ -113,6 +113,25 @@ struct checker {
            std::to_string(b.rows) + " (engines work lane by lane)");
   }
 
+  /// Vector/Scalar/GpSimd work lane by lane: partition p of every operand goes through lane p, so the
+  /// operands of one instruction use the same partitions (same start, same count) [trainium.md, Engines:
+  /// "128 lanes, one per partition"]. DMA moves data between any partitions and is exempt.
+  void same_lanes(const char* role, const region& a, const char* other, const region& b) const {
+    if (!b.present() || !a.present()) return;
+    if (a.partition_start != b.partition_start || a.rows != b.rows)
+      fail(std::string(role) + " uses partitions " + partition_range(a) + " but " + other + " uses " + partition_range(b) +
+           on() + " (engines work lane by lane: every operand must use the same partitions)");
+  }
+
+  static std::string partition_range(const region& a) {
+    std::string s(1, '[');  // appended piecewise: gcc 12 misreports "[" + std::string as -Wrestrict
+    s += std::to_string(a.partition_start);
+    s += ", ";
+    s += std::to_string(a.partition_start + a.rows);
+    s += ')';
+    return s;
+  }
+
   void same_shape(const char* role, const region& a, const char* other, const region& b) const {
     if (a.rows != b.rows || a.cols != b.cols)
       fail(std::string(role) + " shape " + shape_string(a.rows, a.cols) + " differs from " + other + " shape " +

@@ -40,6 +40,7 @@ inline void affine_select(core_state& nc, const region& dst, const region& src, 
   check.engine_operand("dst", dst, unit, true);
   check.engine_operand("src", src, unit, false);
   check.same_shape("dst", dst, "src", src);
+  check.same_lanes("src", src, "dst", dst);
   if (options.compare < alu_op::is_equal)
     check.fail(std::string("alu op ") + to_string(options.compare) +
                " is not a comparison (is_equal, not_equal, is_ge, is_gt, is_le, is_lt)");

@@ -30,7 +30,8 @@ class scalar_operand {
 };
 
 struct dma_options {
-  int queue = -1;  ///< DMA queue 0..queues-1; -1: round-robin
+  int queue = -1;          ///< DMA queue 0..queues-1; -1: round-robin
+  bool transpose = false;  ///< dst[F, P] = src[P, F]ᵀ during an HBM → SBUF transfer of 2-byte data (v3+)
 };
 
 struct nc_matmul_options {

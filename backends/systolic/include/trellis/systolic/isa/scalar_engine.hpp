@@ -23,6 +23,10 @@ inline void activation(core_state& nc, const region& dst, const region& src, act
   if (options.scale.is_vector()) check.per_partition("scale", options.scale.vector(), unit, false, p_count);
   if (options.bias.present()) check.per_partition("bias", options.bias, unit, false, p_count);
   if (options.reduce_out.present()) check.per_partition("reduce_out", options.reduce_out, unit, true, p_count);
+  check.same_lanes("src", src, "dst", dst);
+  if (options.scale.is_vector()) check.same_lanes("scale", options.scale.vector(), "dst", dst);
+  check.same_lanes("bias", options.bias, "dst", dst);
+  check.same_lanes("reduce_out", options.reduce_out, "dst", dst);
 
   if (nc.functional()) {
     const std::vector<float> x = detail::gather(src);

@@ -38,6 +38,10 @@ inline void nc_matmul(core_state& nc, const region& dst, const region& stationar
   if (moving.rows != k)
     check.fail("stationary has K = " + std::to_string(k) + " partitions but moving has " + std::to_string(moving.rows) +
                " (the contraction axis lies on partitions)");
+  if (moving.partition_start != stationary.partition_start)
+    check.fail("stationary uses partitions " + detail::checker::partition_range(stationary) + " but moving uses " +
+               detail::checker::partition_range(moving) + check.on() +
+               " (both feed the same PE rows: the contraction partitions must line up)");
   if (k > spec.matmul.pe_rows)
     check.fail("contraction K = " + std::to_string(k) + " exceeds " + std::to_string(spec.matmul.pe_rows) + check.on() +
                " (PE array rows)");

@@ -22,6 +22,8 @@ inline void tensor_tensor(core_state& nc, const region& dst, const region& in0, 
   check.engine_operand("in1", in1, options.unit, false);
   check.same_shape("dst", dst, "in0", in0);
   check.same_shape("in1", in1, "in0", in0);
+  check.same_lanes("in0", in0, "dst", dst);
+  check.same_lanes("in1", in1, "dst", dst);
   if (nc.functional()) {
     const std::vector<float> a = detail::gather(in0), b = detail::gather(in1);
     std::vector<float> y(a.size());
@@ -46,6 +48,9 @@ inline void tensor_scalar(core_state& nc, const region& dst, const region& src, 
   const std::size_t p_count = src.rows, f_count = src.cols;
   if (operand0.is_vector()) check.per_partition("operand0", operand0.vector(), options.unit, false, p_count);
   if (options.operand1.is_vector()) check.per_partition("operand1", options.operand1.vector(), options.unit, false, p_count);
+  check.same_lanes("src", src, "dst", dst);
+  if (operand0.is_vector()) check.same_lanes("operand0", operand0.vector(), "dst", dst);
+  if (options.operand1.is_vector()) check.same_lanes("operand1", options.operand1.vector(), "dst", dst);
   if (nc.functional()) {
     std::vector<float> y = detail::gather(src);
     const std::vector<float> s0 = detail::per_partition(operand0.vector(), operand0.value(), p_count);
@@ -75,6 +80,7 @@ inline void tensor_reduce(core_state& nc, const region& dst, const region& src, 
   check.per_partition("dst", dst, options.unit, true, src.rows);
   if (!is_reduction(op))
     check.fail(std::string("alu op ") + to_string(op) + " is not a reduction (add, multiply, max, min, abs_max)");
+  check.same_lanes("src", src, "dst", dst);
   if (nc.functional()) {
     const std::vector<float> x = detail::gather(src);
     std::vector<float> y(src.rows);
@@ -99,6 +105,7 @@ inline void tensor_copy(core_state& nc, const region& dst, const region& src, en
   check.engine_operand("dst", dst, options.unit, true);
   check.engine_operand("src", src, options.unit, false);
   check.same_shape("dst", dst, "src", src);
+  check.same_lanes("src", src, "dst", dst);
   if (nc.functional()) {
     const std::vector<float> x = detail::gather(src);
     detail::scatter(dst, x.data());
@@ -121,6 +128,7 @@ inline void bn_stats(core_state& nc, const region& dst, const region& src,
   check.engine_operand("dst", dst, unit, true);
   check.engine_operand("src", src, unit, false);
   check.same_partitions("dst", dst, "src", src);
+  check.same_lanes("src", src, "dst", dst);
   check.free_size("dst", dst, bn_stats_width, "bn_stats writes 6 statistics per partition");
   check.type("dst", dst, dtype::f32, "statistics stay fp32 so bn_aggr can combine them");
   const std::size_t limit = nc.spec().access.bn_stats_free_max;
@@ -161,6 +169,7 @@ inline void bn_aggr(core_state& nc, const region& dst, const region& src,
   check.engine_operand("dst", dst, unit, true);
   check.engine_operand("src", src, unit, false);
   check.same_partitions("dst", dst, "src", src);
+  check.same_lanes("src", src, "dst", dst);
   check.free_size("dst", dst, 2, "bn_aggr writes mean and variance");
   check.type("src", src, dtype::f32, "bn_stats statistics are fp32");
   if (src.cols % bn_stats_width != 0)
@@ -213,6 +222,7 @@ inline void reciprocal(core_state& nc, const region& dst, const region& src,
   check.engine_operand("dst", dst, unit, true);
   check.engine_operand("src", src, unit, false);
   check.same_shape("dst", dst, "src", src);
+  check.same_lanes("src", src, "dst", dst);
   if (nc.functional()) {
     std::vector<float> y = detail::gather(src);
     for (float& v : y) v = 1.0f / v;

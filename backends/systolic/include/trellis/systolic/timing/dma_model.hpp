@@ -1,0 +1,111 @@
+#pragma once
+// The DMA model (DESIGN.md §4.4, trainium.md "DMA"): a transfer issued on queue q starts when the queue's
+// previous transfer has moved its data (queues are FIFO) and its inputs are ready. Each partition's
+// contiguous run is one packet; packets go, in order, to whichever of the 16 DMA engines frees first and
+// hold it for packet_overhead + bytes / engine_bandwidth. A transfer touching HBM also holds the core's
+// HBM bandwidth share for bytes / hbm_bandwidth (one FIFO pipe: the per-core cap on the sum). The data
+// is in place at the later of both; the fixed latency then delays completion without blocking anything.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "trellis/systolic/machine.hpp"
+#include "trellis/systolic/records.hpp"
+
+namespace trellis::systolic::timing {
+
+/// Packets handed to engines one by one up to this many per transfer; beyond it (element-strided
+/// transfers of huge tiles), consecutive packets are grouped so that a transfer costs O(this) to time.
+inline constexpr std::size_t dma_max_packet_jobs = 4096;
+
+/// The part of a transfer one DMA engine carried: [start_ns, end_ns), contiguous on that engine.
+struct dma_span {
+  std::uint16_t engine = 0;
+  std::uint32_t packets = 0;
+  double start_ns = 0, end_ns = 0;
+};
+
+struct dma_timing {
+  double start_ns = 0;      ///< first packet may start (queue and dependencies ready)
+  double data_end_ns = 0;   ///< all bytes moved
+  double done_ns = 0;       ///< + fixed latency: visible to consumers
+  std::size_t packets = 0;
+  std::size_t packet_bytes = 0;
+  std::size_t bytes = 0;    ///< bytes moved (the larger side when casting)
+  double hbm_start_ns = 0, hbm_end_ns = 0;
+};
+
+/// Packets of a transfer: one per contiguous run of each row (partition) — on both sides.
+inline void dma_packets(const instruction_record& r, std::size_t& packets, std::size_t& packet_bytes, std::size_t& bytes) {
+  const operand_record& dst = r.operands[0];
+  const operand_record& src = r.operands[1];
+  const std::size_t elem = std::max(size_of(dst.type), size_of(src.type));
+  bytes = dst.rows * dst.cols * elem;
+  if (r.attributes.transpose) {  // model assumption: one packet per destination partition (see docs)
+    packets = dst.rows;
+    packet_bytes = dst.cols * elem;
+    return;
+  }
+  const std::size_t run_dst = std::max<std::size_t>(1, dst.run_bytes / size_of(dst.type));
+  const std::size_t run_src = std::max<std::size_t>(1, src.run_bytes / size_of(src.type));
+  const std::size_t run = std::min(run_dst, run_src);  // elements per packet
+  packets = dst.rows * ((dst.cols + run - 1) / run);
+  packet_bytes = run * elem;
+}
+
+class dma_model {
+ public:
+  explicit dma_model(const machine_spec& spec)
+      : spec_(&spec), engine_free_(spec.dma.engines, 0.0), queue_free_(spec.dma.queues, 0.0) {}
+
+  double queue_free(std::size_t q) const noexcept { return queue_free_[q]; }
+  const std::vector<double>& engine_free() const noexcept { return engine_free_; }
+
+  /// Times a transfer on queue `q` whose inputs are ready at `ready_ns`; appends its engine spans.
+  dma_timing schedule(const instruction_record& r, std::size_t q, double ready_ns, std::vector<dma_span>& spans) {
+    dma_timing t;
+    dma_packets(r, t.packets, t.packet_bytes, t.bytes);
+    t.start_ns = std::max(ready_ns, queue_free_[q]);
+    const double per_packet = spec_->dma.packet_overhead_ns() + double(t.packet_bytes) / spec_->dma.engine_bytes_per_ns;
+    const std::size_t group = (t.packets + dma_max_packet_jobs - 1) / dma_max_packet_jobs;
+    const std::size_t first_span = spans.size();
+    double end = t.start_ns;
+    for (std::size_t done = 0; done < t.packets; done += group) {
+      const std::size_t n = std::min(group, t.packets - done);
+      const auto e = std::min_element(engine_free_.begin(), engine_free_.end());  // first to free; lowest index on ties
+      const double s = std::max(t.start_ns, *e);
+      *e = s + per_packet * double(n);
+      end = std::max(end, *e);
+      const auto id = static_cast<std::uint16_t>(e - engine_free_.begin());
+      auto span = std::find_if(spans.begin() + std::ptrdiff_t(first_span), spans.end(),
+                               [&](const dma_span& x) { return x.engine == id; });
+      if (span == spans.end()) spans.push_back({id, std::uint32_t(n), s, *e});
+      else {
+        span->packets += std::uint32_t(n);
+        span->end_ns = *e;
+      }
+    }
+    const bool touches_hbm = r.operands[0].space == memory_space::hbm || r.operands[1].space == memory_space::hbm;
+    t.hbm_start_ns = t.hbm_end_ns = t.start_ns;
+    if (touches_hbm) {
+      const operand_record& h = r.operands[0].space == memory_space::hbm ? r.operands[0] : r.operands[1];
+      t.hbm_start_ns = std::max(t.start_ns, hbm_free_);
+      t.hbm_end_ns = t.hbm_start_ns + double(h.bytes()) / spec_->hbm.bytes_per_ns_per_core();
+      hbm_free_ = t.hbm_end_ns;
+    }
+    t.data_end_ns = std::max(end, t.hbm_end_ns);
+    t.done_ns = t.data_end_ns + spec_->dma.fixed_latency_ns;
+    queue_free_[q] = t.data_end_ns;
+    return t;
+  }
+
+ private:
+  const machine_spec* spec_;
+  std::vector<double> engine_free_;
+  std::vector<double> queue_free_;
+  double hbm_free_ = 0;
+};
+
+}  // namespace trellis::systolic::timing
