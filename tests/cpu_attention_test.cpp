@@ -34,6 +34,11 @@ struct att_params {
   std::optional<float> scale{};
   std::size_t pad = 0, misalign = 0;
   float magnitude = 1.0f;  // q and k are uniform in [-magnitude, magnitude]
+  std::vector<std::int32_t> key_lengths{};  // per batch; empty: every key
+  int mask = 0;             // 0 none, 1 [Sq, Skv], 2 [B, H, Sq, Skv], 3 [1, H, Sq, Skv]
+  bool mask_bf16 = false;
+  std::optional<std::size_t> window{};
+  bool lse = false;
 };
 
 std::string describe(const att_params& p) {
@@ -41,7 +46,10 @@ std::string describe(const att_params& p) {
   s << "B=" << p.batch << " H=" << p.heads << " Hkv=" << p.kv_heads << " Sq=" << p.sq
     << " Skv=" << p.skv << " D=" << p.dim << " causal=" << p.causal
     << " scale=" << (p.scale ? std::to_string(*p.scale) : "default") << " pad=" << p.pad
-    << " misalign=" << p.misalign << " |q|,|k|<=" << p.magnitude;
+    << " misalign=" << p.misalign << " |q|,|k|<=" << p.magnitude << " mask=" << p.mask
+    << (p.mask_bf16 ? "(bf16)" : "") << " window=" << (p.window ? std::to_string(*p.window) : "none")
+    << " lse=" << p.lse << " lengths=";
+  for (auto n : p.key_lengths) s << n << ' ';
   return s.str();
 }
 
@@ -65,7 +73,52 @@ bool check_attention(const att_params& p, std::uint32_t seed) {
   q.fill(trellis_test::uniform_fill{rng, -p.magnitude, p.magnitude});
   k.fill(trellis_test::uniform_fill{rng, -p.magnitude, p.magnitude});
   v.fill(trellis_test::uniform_fill{rng});
-  const trellis::attention_options opts{.scale = p.scale, .causal = p.causal};
+  // The additive mask: uniform in [-2, 2], one entry in 8 −inf, and query row 1 of head 0 all −inf
+  // (a row every key of which is masked must be exactly 0, its lse −inf).
+  const s4 mask_shape = p.mask == 1   ? s4{1, 1, p.sq, p.skv}
+                        : p.mask == 2 ? s4{p.batch, p.heads, p.sq, p.skv}
+                                      : s4{1, p.heads, p.sq, p.skv};
+  guarded<float, 4> mask32(mask_shape, p.pad);
+  guarded<bf16, 4> mask16(mask_shape, p.pad);
+  const auto mask_value = [&](const s4& i) {
+    if (i[1] == 0 && i[2] == 1) return -std::numeric_limits<float>::infinity();
+    if (rng() % 8 == 0) return -std::numeric_limits<float>::infinity();
+    return trellis::round_to_bf16(std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng));
+  };
+  if (p.mask) {
+    mask32.fill(mask_value);
+    mask16.fill([&](const s4& i) { return mask32.get(i); });
+  }
+  trellis::any_view mask{};
+  if (p.mask == 1) {  // rank 2 [Sq, Skv]
+    const auto& m = mask32;
+    if (p.mask_bf16)
+      mask = trellis::tensor_view<const bf16, 2>{mask16.data(), {p.sq, p.skv}, {mask16.strides()[2], 1}};
+    else
+      mask = trellis::tensor_view<const float, 2>{m.data(), {p.sq, p.skv}, {m.strides()[2], 1}};
+  } else if (p.mask) {
+    if (p.mask_bf16) mask = mask16.cview();
+    else mask = mask32.cview();
+  }
+  const auto mask_at = [&](std::size_t b, std::size_t h, std::size_t i, std::size_t j) {
+    if (!p.mask) return 0.0f;
+    return mask32.get({p.mask == 2 ? b : 0, p.mask == 1 ? 0 : h, i, j});
+  };
+  trellis::tensor_view<const std::int32_t, 1> lengths{};
+  if (!p.key_lengths.empty()) lengths = {p.key_lengths.data(), {p.key_lengths.size()}};
+  guarded<float, 3> lse_ref({p.batch, p.heads, p.sq}), lse1({p.batch, p.heads, p.sq}, 1),
+      lse2({p.batch, p.heads, p.sq}, 2);
+  lse1.fill_value(nan_f);
+  lse2.fill_value(nan_f);
+  const auto with_lse = [&](guarded<float, 3>& l) {
+    return trellis::attention_options{.scale = p.scale,
+                                      .causal = p.causal,
+                                      .key_lengths = lengths,
+                                      .mask = mask,
+                                      .window = p.window,
+                                      .lse = p.lse ? trellis::any_output_view(l.view())
+                                                   : trellis::any_output_view{}};
+  };
   const auto make_o = [&] {
     guarded<TO, 4> o({p.batch, p.heads, p.sq, p.dim}, p.pad ? p.pad + 2 : 0, p.misalign);
     o.fill_value(nan_f);
@@ -73,9 +126,19 @@ bool check_attention(const att_params& p, std::uint32_t seed) {
   };
   guarded<float, 4> ref({p.batch, p.heads, p.sq, p.dim});
   auto o1 = make_o(), o2 = make_o();
-  trellis::attention(trellis::reference{}, q.cview(), k.cview(), v.cview(), ref.view(), opts);
-  trellis::attention(with_threads<Target>(1), q.cview(), k.cview(), v.cview(), o1.view(), opts);
-  trellis::attention(with_threads<Target>(2), q.cview(), k.cview(), v.cview(), o2.view(), opts);
+  trellis::attention(trellis::reference{}, q.cview(), k.cview(), v.cview(), ref.view(),
+                     with_lse(lse_ref));
+  trellis::attention(with_threads<Target>(1), q.cview(), k.cview(), v.cview(), o1.view(),
+                     with_lse(lse1));
+  trellis::attention(with_threads<Target>(2), q.cview(), k.cview(), v.cview(), o2.view(),
+                     with_lse(lse2));
+  if (p.lse) {
+    EXPECT_EQ(lse1.damaged_canaries() + lse2.damaged_canaries(), 0u) << "wrote outside lse";
+    std::size_t lse_differ = 0;
+    lse1.for_each([&](const auto& i) { lse_differ += !trellis_test::same_bits(lse1.at(i), lse2.at(i)); });
+    EXPECT_EQ(lse_differ, 0u) << "lse: threads=1 and threads=2 differ";
+  }
+  const trellis::attention_options opts = with_lse(lse_ref);
 
   EXPECT_EQ(o1.damaged_canaries(), 0u) << "threads=1 wrote outside o";
   EXPECT_EQ(o2.damaged_canaries(), 0u) << "threads=2 wrote outside o";
@@ -92,19 +155,33 @@ bool check_attention(const att_params& p, std::uint32_t seed) {
     for (std::size_t h = 0; h < p.heads; ++h)
       for (std::size_t i = 0; i < p.sq; ++i) {
         const std::size_t hk = h / group;
-        const std::size_t visible =
-            p.causal ? trellis::detail::causal_visible_keys(i, p.sq, p.skv) : p.skv;
-        // Logit rounding: |δs_j| ≤ scale·2D·u·Σ|q||k_j| + u·|s_j|; o moves by at most
-        // max|δs|·2·max|v − o|.
+        const auto keys = trellis::detail::visible_key_range(i, b, p.sq, p.skv, opts);
+        // Logit rounding: |δs_j| ≤ scale·2D·u·Σ|q||k_j| + u·(|s_j| + |mask_j|); o moves by at
+        // most max|δs|·2·max|v − o|. Keys masked with −inf do not count.
         double ds = 0.0;
-        for (std::size_t j = 0; j < visible; ++j) {
+        bool any_key = false;
+        for (std::size_t j = keys.first; j < keys.last; ++j) {
+          const float mj = mask_at(b, h, i, j);
+          if (std::isinf(mj)) continue;
+          any_key = true;
           double abs_dot = 0.0, dot = 0.0;
           for (std::size_t d = 0; d < p.dim; ++d) {
             abs_dot += std::fabs(double(q.get({b, h, i, d})) * k.get({b, hk, j, d}));
             dot += double(q.get({b, h, i, d})) * k.get({b, hk, j, d});
           }
-          ds = std::max(
-              ds, std::fabs(scale) * (2.0 * double(p.dim) * u32 * abs_dot + u32 * std::fabs(dot)));
+          ds = std::max(ds, std::fabs(scale) * 2.0 * double(p.dim) * u32 * abs_dot +
+                                u32 * (std::fabs(scale * dot) + std::fabs(mj)));
+        }
+        const std::size_t visible = any_key ? keys.last - keys.first : 0;
+        if (p.lse) {
+          const double got = lse1.get({b, h, i}), want = lse_ref.get({b, h, i});
+          if (visible == 0) {
+            if (!(got == -std::numeric_limits<double>::infinity()) && bad++ < 5)
+              ADD_FAILURE() << "fully masked row " << i << ": lse = " << got;
+          } else if (!(std::fabs(got - want) <= ds + 1e-5 * (1.0 + std::fabs(want))) && bad++ < 5) {
+            ADD_FAILURE() << "lse(" << b << ", " << h << ", " << i << ") = " << got << ", reference "
+                          << want;
+          }
         }
         for (std::size_t d = 0; d < p.dim; ++d) {
           const s4 idx{b, h, i, d};
@@ -115,8 +192,8 @@ bool check_attention(const att_params& p, std::uint32_t seed) {
             continue;
           }
           double vmax = 0.0;
-          for (std::size_t j = 0; j < visible; ++j)
-            vmax = std::max(vmax, std::fabs(double(v.get({b, hk, j, d})) - want));
+          for (std::size_t j = keys.first; j < keys.last; ++j)
+            if (!std::isinf(mask_at(b, h, i, j))) vmax = std::max(vmax, std::fabs(double(v.get({b, hk, j, d})) - want));
           double tol = 1e-5 * (1.0 + std::fabs(want)) + 2.0 * ds * vmax;
           double err = std::fabs(got - want);
           if constexpr (std::is_same_v<TO, bf16>) {
@@ -261,6 +338,97 @@ CPU_TEST(Attention, NestedParallelRegionIsSerialAndIdentical) {
                          per_thread[std::size_t(t)].view(), {.causal = true});
   }
   for (const auto& o : per_thread) EXPECT_EQ(o.snapshot(), serial.snapshot());
+}
+
+}  // namespace
+
+namespace {
+
+CPU_TEST(Attention, KeyLengths) {
+  // Padding per batch: 0 (a batch that sees nothing is 0, lse −inf), short, a whole block, all.
+  for (bool causal : {false, true})
+    for (std::size_t sq : {std::size_t(3), std::size_t(70)}) {
+      att_params p{.batch = 4, .heads = 4, .kv_heads = 2, .sq = sq, .skv = 150, .dim = 40,
+                   .causal = causal};
+      p.key_lengths = {0, 17, 128, 150};
+      p.lse = true;
+      if (!check_attention<Target, float, float>(p, 51u)) return;
+      if (!check_attention<Target, bf16, bf16>(p, 52u)) return;
+    }
+}
+
+CPU_TEST(Attention, AdditiveMask) {
+  // Every mask shape and dtype, with −inf entries and a fully masked row, prefill and decode.
+  for (int kind : {1, 2, 3})
+    for (bool m16 : {false, true})
+      for (std::size_t sq : {std::size_t(2), std::size_t(33)}) {
+        att_params p{.batch = 2, .heads = 4, .kv_heads = 1, .sq = sq, .skv = 140, .dim = 24,
+                     .causal = kind == 2, .pad = 3};
+        p.mask = kind;
+        p.mask_bf16 = m16;
+        p.lse = true;
+        if (!check_attention<Target, float, float>(p, 61u + unsigned(kind))) return;
+        if (!check_attention<Target, bf16, float>(p, 64u + unsigned(kind))) return;
+      }
+}
+
+CPU_TEST(Attention, SlidingWindow) {
+  // Window 1 (the diagonal only), within a block, across blocks; Sq ≠ Skv both ways.
+  const std::pair<std::size_t, std::size_t> shapes[] = {{200, 200}, {17, 300}, {4, 700}, {90, 40}};
+  for (auto [sq, skv] : shapes)
+    for (std::size_t window : {1, 7, 130}) {
+      att_params p{.heads = 2, .kv_heads = 1, .sq = sq, .skv = skv, .dim = 32, .causal = true};
+      p.window = window;
+      p.lse = true;
+      if (!check_attention<Target, float, float>(p, 71u)) return;
+      if (!check_attention<Target, bf16, bf16>(p, 72u)) return;
+    }
+}
+
+CPU_TEST(Attention, AllOptionsTogether) {
+  for (std::size_t sq : {std::size_t(1), std::size_t(16), std::size_t(100)}) {
+    att_params p{.batch = 2, .heads = 8, .kv_heads = 2, .sq = sq, .skv = 1100, .dim = 64,
+                 .causal = true, .magnitude = 3.0f};
+    p.key_lengths = {1100, 600};
+    p.mask = 2;
+    p.window = 513;
+    p.lse = true;
+    if (!check_attention<Target, float, float>(p, 81u)) return;
+    if (!check_attention<Target, bf16, bf16>(p, 82u)) return;
+  }
+}
+
+CPU_TEST(Attention, DecodeFromKvCacheBuffer) {
+  // Sq = 1 against a [B, Hkv, S_max, D] cache holding NaN past each batch's current length: those
+  // keys are never read. Lengths straddle the 512-key decode chunks.
+  const std::size_t b_n = 3, h = 8, hkv = 2, s_max = 1500, d = 64;
+  std::mt19937 rng(91);
+  guarded<float, 4> q({b_n, h, 1, d}), k({b_n, hkv, s_max, d}), v({b_n, hkv, s_max, d});
+  const std::vector<std::int32_t> len = {1, 513, 1024};
+  q.fill(trellis_test::uniform_fill{rng});
+  k.fill([&](const s4& i) {
+    return i[2] < std::size_t(len[i[0]]) ? std::uniform_real_distribution<float>(-1, 1)(rng) : nan_f;
+  });
+  v.fill([&](const s4& i) {
+    return i[2] < std::size_t(len[i[0]]) ? std::uniform_real_distribution<float>(-1, 1)(rng) : nan_f;
+  });
+  const trellis::tensor_view<const std::int32_t, 1> lengths{len.data(), {b_n}};
+  guarded<float, 4> ref({b_n, h, 1, d}), o1({b_n, h, 1, d}), o2({b_n, h, 1, d});
+  trellis::attention(trellis::reference{}, q.cview(), k.cview(), v.cview(), ref.view(),
+                     {.key_lengths = lengths});
+  trellis::attention(with_threads<Target>(1), q.cview(), k.cview(), v.cview(), o1.view(),
+                     {.key_lengths = lengths});
+  trellis::attention(with_threads<Target>(2), q.cview(), k.cview(), v.cview(), o2.view(),
+                     {.key_lengths = lengths});
+  EXPECT_EQ(o1.snapshot(), o2.snapshot());
+  std::size_t bad = 0;
+  // Uniform q, k in [-1, 1], D = 64, scale 1/8: logits ≤ 8, errors ≤ 1e-5·(1 + |o|) (see the sweep).
+  o1.for_each([&](const s4& i) {
+    if (!(std::fabs(o1.get(i) - ref.get(i)) <= 1e-5 * (1.0 + std::fabs(ref.get(i)))) && bad++ < 5)
+      ADD_FAILURE() << "o(" << i[0] << ", " << i[1] << ", 0, " << i[3] << ") = " << o1.get(i)
+                    << ", reference " << ref.get(i);
+  });
+  EXPECT_EQ(bad, 0u);
 }
 
 }  // namespace

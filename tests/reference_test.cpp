@@ -403,6 +403,71 @@ TEST(Attention, EmptyKeySequenceGivesZeros) {
   for (float x : flat(o)) EXPECT_EQ(x, 0.0f);
 }
 
+// q = 0 below: every visible, unmasked key gets the same weight, so o is the mean of their values.
+
+TEST(Attention, KeyLengthsMaskPrefixPerBatch) {
+  guarded<float, 4> q({2, 1, 2, 1}), k({2, 1, 4, 1}), v({2, 1, 4, 1}), o({2, 1, 2, 1});
+  q.fill_value(0.0f);
+  k.fill_value(1.0f);
+  auto vv = t4({2, 1, 4, 1}, {1, 2, 4, 8, 16, 32, 64, 128});
+  o.fill_value(nan_f);
+  const std::int32_t len[2] = {3, 0};
+  guarded<float, 3> lse({2, 1, 2});
+  trellis::attention(ref, q.cview(), k.cview(), vv.cview(), o.view(),
+                     {.key_lengths = trellis::tensor_view<const std::int32_t, 1>{len, {2}},
+                      .lse = lse.view()});
+  const auto got = flat(o);
+  EXPECT_FLOAT_EQ(got[0], 7.0f / 3.0f);
+  EXPECT_FLOAT_EQ(got[1], 7.0f / 3.0f);
+  EXPECT_EQ(got[2], 0.0f);  // batch 1 sees no key
+  EXPECT_EQ(got[3], 0.0f);
+  EXPECT_FLOAT_EQ(lse.get({0, 0, 0}), std::log(3.0f));  // logits 0: ln Σ e⁰ = ln 3
+  EXPECT_EQ(lse.get({1, 0, 1}), -std::numeric_limits<float>::infinity());
+}
+
+TEST(Attention, AdditiveMaskBroadcastAndMinusInf) {
+  auto q = t4({1, 2, 2, 1}, {0, 0, 0, 0});
+  auto k = t4({1, 1, 3, 1}, {0, 0, 0});
+  auto v = t4({1, 1, 3, 1}, {1, 2, 4});
+  const float ninf = -std::numeric_limits<float>::infinity();
+  // [Sq, Skv]: row 0 keeps keys 0 and 2 with weights e^ln3 : e^0 = 3 : 1; row 1 masks everything.
+  guarded<float, 2> m2({2, 3});
+  const float ln3 = std::log(3.0f);
+  const float mv[] = {ln3, ninf, 0.0f, ninf, ninf, ninf};
+  int n = 0;
+  m2.fill([&](const auto&) { return mv[n++]; });
+  guarded<float, 4> o({1, 2, 2, 1});
+  trellis::attention(ref, q.cview(), k.cview(), v.cview(), o.view(), {.mask = m2.cview()});
+  const auto got = flat(o);
+  for (int h = 0; h < 2; ++h) {
+    EXPECT_NEAR(got[2 * h], 0.75 * 1 + 0.25 * 4, 1e-6);
+    EXPECT_EQ(got[2 * h + 1], 0.0f);  // every key masked: 0, not NaN
+  }
+  // [1, H, Sq, Skv] in bf16: head 1 prefers key 1.
+  guarded<trellis::bf16, 4> m4({1, 2, 2, 3});
+  m4.fill([&](const auto& i) { return i[1] == 1 && i[3] == 1 ? 100.0f : 0.0f; });
+  trellis::attention(ref, q.cview(), k.cview(), v.cview(), o.view(), {.mask = m4.cview()});
+  const auto got4 = flat(o);
+  EXPECT_FLOAT_EQ(got4[0], 7.0f / 3.0f);
+  EXPECT_NEAR(got4[2], 2.0f, 1e-6);
+}
+
+TEST(Attention, SlidingWindow) {
+  // Sq = 2, Skv = 5: query i's causal limit is i + 3; window 2 keeps keys (i + 1, i + 3].
+  auto q = t4({1, 1, 2, 1}, {0, 0});
+  auto k = t4({1, 1, 5, 1}, {0, 0, 0, 0, 0});
+  auto v = t4({1, 1, 5, 1}, {1, 2, 4, 8, 16});
+  guarded<float, 4> o({1, 1, 2, 1});
+  trellis::attention(ref, q.cview(), k.cview(), v.cview(), o.view(), {.causal = true, .window = 2});
+  auto got = flat(o);
+  EXPECT_FLOAT_EQ(got[0], 6.0f);   // keys 2, 3
+  EXPECT_FLOAT_EQ(got[1], 12.0f);  // keys 3, 4
+  trellis::attention(ref, q.cview(), k.cview(), v.cview(), o.view(), {.causal = true, .window = 100});
+  got = flat(o);
+  EXPECT_FLOAT_EQ(got[0], 15.0f / 4.0f);  // the whole causal prefix
+  EXPECT_FLOAT_EQ(got[1], 31.0f / 5.0f);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // norms
 

@@ -4,6 +4,7 @@
 // documented aliases are accepted.
 
 #include <array>
+#include <cstdint>
 #include <cmath>
 #include <string>
 
@@ -243,6 +244,110 @@ TARGET_TEST(Attention, ZeroSizes) {
   trellis::attention(tg, cv4<float>(nullptr, {1, 2, 3, 0}), cv4<float>(nullptr, {1, 1, 5, 0}),
                      cv4<float>(nullptr, {1, 1, 5, 0}),
                      tensor_view<float, 4>{nullptr, {1, 2, 3, 0}});
+}
+
+// ---------------------------------------------------------------------------------------------------
+// attention options: key_lengths, mask, window, lse (q, o [1, 4, 3, 8]; k, v [1, 2, 5, 8])
+
+TARGET_TEST(Attention, KeyLengths) {
+  attention_operands t;
+  const std::int32_t good[2] = {5, 0}, bad_high[1] = {6}, bad_low[1] = {-1};
+  expect_error(
+      [&] {
+        trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(),
+                           {.key_lengths = tensor_view<const std::int32_t, 1>{good, {2}}});
+      },
+      "attention", "options.key_lengths", t.watch(), "one key length per batch");
+  expect_error(
+      [&] {
+        trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(),
+                           {.key_lengths = tensor_view<const std::int32_t, 1>{nullptr, {1}}});
+      },
+      "attention", "options.key_lengths", t.watch(), "nullptr");
+  for (const std::int32_t* bad : {bad_high, bad_low})
+    expect_error(
+        [&] {
+          trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(),
+                             {.key_lengths = tensor_view<const std::int32_t, 1>{bad, {1}}});
+        },
+        "attention", "options.key_lengths", t.watch(), "lengths in [0, 5]");
+  // Length 0: every row is 0.
+  trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(),
+                     {.key_lengths = tensor_view<const std::int32_t, 1>{good + 1, {1}}});
+  t.o.for_each([&](const auto& i) { EXPECT_EQ(t.o.get(i), 0.0f); });
+}
+
+TARGET_TEST(Attention, Mask) {
+  attention_operands t;
+  guarded<float, 4> wrong4({1, 4, 3, 4}), batch2({2, 1, 3, 5}), heads2({1, 2, 3, 5}), good({1, 4, 3, 5});
+  guarded<float, 2> wrong2({5, 3}), strided({3, 10});
+  guarded<float, 1> rank1({5});
+  for (auto* g : {&wrong4, &batch2, &heads2, &good}) g->fill_value(0.0f);
+  const auto with_mask = [&](trellis::any_view m) {
+    return [&t, &tg, m] {
+      trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(), {.mask = m});
+    };
+  };
+  expect_error(with_mask(wrong4.cview()), "attention", "options.mask", t.watch(), "[Sq, Skv] or [B, H, Sq, Skv]");
+  expect_error(with_mask(batch2.cview()), "attention", "options.mask", t.watch(), "1 or 1");
+  expect_error(with_mask(heads2.cview()), "attention", "options.mask", t.watch(), "1 or 4");
+  expect_error(with_mask(wrong2.cview()), "attention", "options.mask", t.watch(), "[3, 5]");
+  expect_error(with_mask(rank1.cview()), "attention", "options.mask", t.watch(), "got shape [5]");
+  expect_error(with_mask(tensor_view<const float, 2>{strided.data(), {3, 5}, {10, 2}}), "attention",
+               "options.mask", t.watch(), "stride 1 in the last axis");
+  expect_error(with_mask(tensor_view<const float, 2>{nullptr, {3, 5}}), "attention", "options.mask",
+               t.watch(), "nullptr");
+  // A mask overlapping o.
+  expect_error(with_mask(tensor_view<const float, 2>{t.o.data(), {3, 5}}), "attention", "o", t.watch(),
+               "disjoint from options.mask");
+  // A −inf mask masks everything: o = 0.
+  good.fill_value(-inf_f);
+  with_mask(good.cview())();
+  t.o.for_each([&](const auto& i) { EXPECT_EQ(t.o.get(i), 0.0f); });
+}
+
+TARGET_TEST(Attention, Window) {
+  attention_operands t;
+  expect_error(
+      [&] {
+        trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(), {.window = 2});
+      },
+      "attention", "options.window", t.watch(), "options.causal = true");
+  expect_error(
+      [&] {
+        trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(),
+                           {.causal = true, .window = 0});
+      },
+      "attention", "options.window", t.watch(), "at least 1");
+}
+
+TARGET_TEST(Attention, LogSumExp) {
+  attention_operands t;
+  guarded<float, 3> lse({1, 4, 3}), wrong({1, 4, 2});
+  guarded<bf16, 3> lse16({1, 4, 3});
+  lse.fill_value(nan_f);
+  const auto watch = [&] {
+    untouched w = t.watch();
+    w << lse << wrong << lse16;
+    return w;
+  };
+  const auto with_lse = [&](trellis::any_output_view l) {
+    return [&t, &tg, l] {
+      trellis::attention(tg, t.q.cview(), t.k.cview(), t.v.cview(), t.o.view(), {.lse = l});
+    };
+  };
+  expect_error(with_lse(wrong.view()), "attention", "options.lse", watch(), "[B, H, Sq]");
+  expect_error(with_lse(lse16.view()), "attention", "options.lse", watch(), "element type f32");
+  expect_error(with_lse(tensor_view<float, 3>{nullptr, {1, 4, 3}}), "attention", "options.lse", watch(),
+               "nullptr");
+  expect_error(with_lse(tensor_view<float, 3>{lse.data(), {1, 4, 3}, {0, 1, 1}}), "attention",
+               "options.lse", watch(), "own address");
+  expect_error(with_lse(tensor_view<float, 3>{t.o.data(), {1, 4, 3}}), "attention", "options.lse",
+               watch(), "disjoint from o");
+  // q·k = 0.25·0.5·8 = 1 for every key, scale 1/√8: lse = 1/√8 + ln 5.
+  with_lse(lse.view())();
+  lse.for_each([&](const auto& i) { EXPECT_NEAR(lse.get(i), 1.0 / std::sqrt(8.0) + std::log(5.0), 1e-6); });
+  EXPECT_EQ(lse.damaged_canaries(), 0u);
 }
 
 }  // namespace

@@ -47,7 +47,20 @@ class scratch_buffer {
 };
 
 /// The scratch slots a thread owns; each kernel uses its own slot(s) so nested uses never collide.
-enum class scratch_slot { gemm_a, gemm_b, gemm_acc, row, row_params, attention_q, attention_acc, attention_scores, count };
+enum class scratch_slot {
+  gemm_a,
+  gemm_b,
+  gemm_acc,
+  row,
+  row_params,
+  attention_q,
+  attention_acc,
+  attention_scores,
+  attention_kt,        ///< a K block packed as Kᵀ micro-panels
+  attention_v,         ///< a bf16 V block widened to fp32
+  attention_partials,  ///< split-KV decode: per-chunk (m, l, acc), owned by the calling thread
+  count
+};
 
 inline scratch_buffer& thread_scratch(scratch_slot slot) {
   thread_local scratch_buffer buffers[static_cast<std::size_t>(scratch_slot::count)];

@@ -1,0 +1,204 @@
+#pragma once
+// One online-softmax step of flash attention on the CPU: a tile of up to rows_max query rows (fp32, in
+// scratch) against one block of ≤ kb keys of one (batch, kv head), both products on brgemm_tile:
+//
+//   S[r, c]  = q_r · k_{j0+c}                   brgemm: A = q tile [R, D], B = Kᵀ block packed [D, kb]
+//   x        = scale·S (+ mask) on the row's visible columns, −inf-free: invisible columns are skipped
+//   m_new    = max(m, max x);  P = e^(x − m_new);  l = l·e^(m − m_new) + Σ P;  acc ·= e^(m − m_new)
+//   acc[r,:] += P · V block                     brgemm: A = P [R, kb], B = V block [kb, D] row-major
+//
+// The prefill path (one tile = QB rows of one head) and the split-KV decode path (one tile = the query
+// rows of every head sharing a kv head, one KV chunk) both drive this step; neither copies K or V beyond
+// the block it works on. Each row carries its own visible key range (causal limit, key length, window);
+// only the part of a block inside it is scaled, exponentiated and summed, the rest of P is 0, so blocks
+// entirely visible cost no masking at all. A row that has seen no finite logit keeps m = −inf, l = 0.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+
+#include "trellis/cpu/gemm/brgemm.hpp"
+#include "trellis/cpu/gemm/pack.hpp"
+#include "trellis/cpu/scratch.hpp"
+#include "trellis/cpu/simd_provider.hpp"
+#include "trellis/ops/attention.hpp"
+
+namespace trellis {
+TRELLIS_BEGIN_ISA_NAMESPACE
+namespace cpu_detail {
+
+struct attention_blocking {
+  static constexpr std::size_t kb = 128;        // keys per online-softmax step: two 64-wide micro-panels
+  static constexpr std::size_t qb = 48;         // prefill query rows per tile: 8 micro-kernel strips of 6
+  static constexpr std::size_t rows_max = 64;   // rows of any tile (decode: heads of a group × Sq)
+  static constexpr std::size_t chunk = 512;     // split-KV decode chunk: fixed, so results ignore threads
+  static constexpr std::size_t decode_max_sq = 16;
+  static_assert(chunk % kb == 0 && qb <= rows_max, "a decode chunk is a whole number of key blocks");
+};
+
+/// The state of one tile's rows: fp32 queries, running output, max and sum, and what each row sees.
+struct attention_rows {
+  std::size_t count = 0, dim = 0, dim_pad = 0;
+  float* q = nullptr;    // [count, dim_pad] fp32 queries
+  float* acc = nullptr;  // [count, dim_pad] running Σ P·V
+  float m[attention_blocking::rows_max];
+  float l[attention_blocking::rows_max];
+  detail::key_range keys[attention_blocking::rows_max];
+  std::size_t mask_row[attention_blocking::rows_max];  // element offset of the row's mask(·, 0)
+
+  /// The union of the rows' key ranges: the only keys the tile ever reads.
+  detail::key_range key_span() const noexcept {
+    detail::key_range span{std::numeric_limits<std::size_t>::max(), 0};
+    for (std::size_t r = 0; r < count; ++r)
+      if (!keys[r].empty()) span = {std::min(span.first, keys[r].first), std::max(span.last, keys[r].last)};
+    return span.empty() ? detail::key_range{} : span;
+  }
+};
+
+/// Per-thread buffers of the tile step.
+struct attention_workspace {
+  float* kt;      // [D steps × kb] packed Kᵀ micro-panels
+  float* scores;  // [rows_max, kb]
+  float* v;       // [kb, dim_pad] a bf16 V block widened to fp32
+
+  static attention_workspace get(std::size_t dim, std::size_t dim_pad) {
+    constexpr std::size_t kb = attention_blocking::kb;
+    return {thread_scratch(scratch_slot::attention_kt).get(dim * kb),
+            thread_scratch(scratch_slot::attention_scores).get(attention_blocking::rows_max * kb),
+            thread_scratch(scratch_slot::attention_v).get(kb * dim_pad)};
+  }
+};
+
+/// x = scale·s (+ mask) on columns [c0, c1) of one score row, in place; returns the largest x.
+template <class S, class M>
+float scale_and_mask(float* s, std::size_t c0, std::size_t c1, float scale, const M* mask) {
+  using io = simd_io<S>;
+  using vec = typename S::vec;
+  constexpr std::size_t L = S::lanes;
+  const vec vscale = S::set(scale);
+  vec vmax = S::set(-std::numeric_limits<float>::infinity());
+  std::size_t j = c0;
+  for (; j + L <= c1; j += L) {
+    vec x = S::mul(S::load(s + j), vscale);
+    if (mask) x = S::add(x, io::load(mask + j));
+    S::store(s + j, x);
+    vmax = S::max(vmax, x);
+  }
+  float best = S::reduce_max(vmax);
+  if (j < c1) {
+    const std::size_t n = c1 - j;
+    vec x = S::mul(S::load_n(s + j, n), vscale);
+    if (mask) x = S::add(x, io::load_n(mask + j, n));
+    S::store_n(s + j, x, n);
+    for (; j < c1; ++j) best = std::max(best, s[j]);  // the zero lanes past n must not count
+  }
+  return best;
+}
+
+/// P = e^(x − m) on [c0, c1), 0 elsewhere in [0, kb); returns Σ P.
+template <class S>
+float exponentiate(float* p, std::size_t c0, std::size_t c1, std::size_t kb, float m) {
+  using vec = typename S::vec;
+  constexpr std::size_t L = S::lanes;
+  const vec shift = S::set(m);
+  vec sum = S::zero();
+  std::size_t j = c0;
+  for (; j + L <= c1; j += L) {
+    const vec e = S::exp(S::sub(S::load(p + j), shift));
+    S::store(p + j, e);
+    sum = S::add(sum, e);
+  }
+  if (j < c1) {
+    const std::size_t n = c1 - j;
+    S::store_n(p + j, S::exp(S::sub(S::load_n(p + j, n), shift)), n);
+    sum = S::add(sum, S::load_n(p + j, n));  // reload: the lanes past n are 0, not e^(0 − m)
+  }
+  std::fill(p, p + c0, 0.0f);
+  std::fill(p + c1, p + kb, 0.0f);
+  return S::reduce_add(sum);
+}
+
+/// Keys [j0, j0 + kb) of (batch b, kv head hk) into every row of `t`.
+template <class S, class T>
+void attend_block(attention_rows& t, const attention_workspace& ws, tensor_view<const T, 4> k,
+                  tensor_view<const T, 4> v, std::size_t b, std::size_t hk, std::size_t j0, std::size_t kb,
+                  float scale, const any_view& mask) {
+  constexpr std::size_t NR = gemm_tile<S>::nr, KB = attention_blocking::kb;
+  const std::size_t dim = t.dim, dp = t.dim_pad, rows = t.count;
+
+  // Kᵀ [D, kb] is a transposed view of the K block: pack it into NR-wide micro-panels (k contiguous: the
+  // fast 16 × 16 transpose for fp32; bf16 is widened on the way).
+  const tensor_view<const T, 2> kt_view{&k(b, hk, j0, 0), {dim, kb}, {k.stride(3), k.stride(2)}};
+  for (std::size_t jp = 0; jp < kb; jp += NR) pack_b_micro_panel<S, false>(kt_view, jp, std::min(NR, kb - jp), ws.kt + jp * dim);
+
+  float* s = ws.scores;  // [rows, KB]
+  for (std::size_t r = 0; r < rows; ++r) std::fill(s + r * KB, s + r * KB + kb, 0.0f);
+  const float* a_q = t.q;
+  brgemm_tile<S>(1, &a_q, dp, brgemm_b{&ws.kt, 0, true}, rows, kb, dim, s, KB);
+
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* pr = s + r * KB;
+    const std::size_t c0 = std::clamp(t.keys[r].first, j0, j0 + kb) - j0;
+    const std::size_t c1 = std::clamp(t.keys[r].last, j0, j0 + kb) - j0;
+    float block_max = -std::numeric_limits<float>::infinity();
+    if (c0 < c1) {
+      if (!mask) block_max = scale_and_mask<S, float>(pr, c0, c1, scale, nullptr);
+      else if (mask.type() == dtype::f32)
+        block_max = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const float*>(mask.data()) + t.mask_row[r] + j0);
+      else
+        block_max = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const bf16*>(mask.data()) + t.mask_row[r] + j0);
+    }
+    const float m_new = std::max(t.m[r], block_max);
+    if (m_new == -std::numeric_limits<float>::infinity()) {  // nothing finite seen yet: P = 0, state unchanged
+      std::fill(pr, pr + kb, 0.0f);
+      continue;
+    }
+    const float correction = std::exp(t.m[r] - m_new);  // e^(−inf) = 0 on the first finite block
+    t.l[r] = t.l[r] * correction + exponentiate<S>(pr, c0, c1, kb, m_new);
+    t.m[r] = m_new;
+    if (correction != 1.0f) {
+      float* acc = t.acc + r * dp;
+      const typename S::vec c = S::set(correction);
+      for (std::size_t d = 0; d < dp; d += S::lanes) S::store(acc + d, S::mul(c, S::load(acc + d)));
+    }
+  }
+
+  // acc += P·V with the V block read in place (fp32) or widened once (bf16).
+  const float* vb = ws.v;
+  std::size_t ldv = dp;
+  if constexpr (std::is_same_v<T, float>) {
+    vb = &v(b, hk, j0, 0);
+    ldv = v.stride(2);
+  } else {
+    for (std::size_t j = 0; j < kb; ++j) simd_io<S>::widen(&v(b, hk, j0 + j, 0), dim, ws.v + j * dp);
+  }
+  const float* a_p = s;
+  brgemm_tile<S>(1, &a_p, KB, brgemm_b{&vb, ldv, false}, rows, dim, kb, t.acc, dp);
+}
+
+/// Loads row r of a tile: query (b, h, i), zero accumulator, empty statistics, its key range and mask row.
+template <class S, class T>
+void load_row(attention_rows& t, std::size_t r, tensor_view<const T, 4> q, std::size_t b, std::size_t h,
+              std::size_t i, std::size_t seq_kv, const attention_options& opts) {
+  simd_io<S>::widen(&q(b, h, i, 0), t.dim, t.q + r * t.dim_pad);
+  std::fill(t.acc + r * t.dim_pad, t.acc + (r + 1) * t.dim_pad, 0.0f);
+  t.m[r] = -std::numeric_limits<float>::infinity();
+  t.l[r] = 0.0f;
+  t.keys[r] = detail::visible_key_range(i, b, q.extent(2), seq_kv, opts);
+  t.mask_row[r] = opts.mask ? detail::mask_row_offset(opts.mask, b, h, i) : 0;
+}
+
+/// Runs every key block of the tile's key span (each row sees its own part of it).
+template <class S, class T>
+void attend_span(attention_rows& t, const attention_workspace& ws, tensor_view<const T, 4> k,
+                 tensor_view<const T, 4> v, std::size_t b, std::size_t hk, detail::key_range span, float scale,
+                 const any_view& mask) {
+  for (std::size_t j0 = span.first; j0 < span.last; j0 += attention_blocking::kb)
+    attend_block<S>(t, ws, k, v, b, hk, j0, std::min(attention_blocking::kb, span.last - j0), scale, mask);
+}
+
+}  // namespace cpu_detail
+TRELLIS_END_ISA_NAMESPACE
+}  // namespace trellis
