@@ -1,4 +1,4 @@
-// A hand-written tiled matmul kernel against the ISA (DESIGN.md §4's matmul_tiled, with tails), compared
+// The tiled matmul kernel (kernels/matmul_tiled.hpp: DESIGN.md §4's sketch, with tails), compared
 // with trellis::reference within the bound its bf16 numerics imply, and run again timing-only.
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <trellis/reference.hpp>
+#include <trellis/systolic/kernels/matmul_tiled.hpp>
 
 #include "systolic_support.hpp"
 
@@ -17,32 +18,7 @@ namespace {
 using namespace systolic_test;
 using trellis::bf16;
 
-/// out[M, N] = lhsT[K, M]ᵀ · rhs[K, N]: 128 × 512 PSUM tiles (one bank), accumulated over 128-deep K tiles,
-/// evicted by the Vector Engine, stored by DMA. Loads use a pool of `bufs` buffers per operand.
-template <class Machine>
-void matmul_tiled(core<Machine>& nc, hbm<const bf16> lhsT, hbm<const bf16> rhs, hbm<float> out, std::size_t bufs) {
-  using namespace trellis::systolic::isa;
-  const std::size_t k_size = lhsT.extent(0), m_size = lhsT.extent(1), n_size = rhs.extent(1);
-  constexpr std::size_t tile_m = 128, tile_k = 128, tile_n = 512;
-  auto a_pool = nc.sbuf.template pool<bf16>({tile_k, tile_m}, bufs);
-  auto b_pool = nc.sbuf.template pool<bf16>({tile_k, tile_n}, bufs);
-  for (std::size_t m = 0; m < m_size; m += tile_m)
-    for (std::size_t n = 0; n < n_size; n += tile_n) {
-      const std::size_t mt = std::min(tile_m, m_size - m), nt = std::min(tile_n, n_size - n);
-      auto acc = nc.psum.template tile<float>(mt, nt);  // [mt, nt] fp32: one PSUM bank
-      for (std::size_t k = 0; k < k_size; k += tile_k) {
-        const std::size_t kt = std::min(tile_k, k_size - k);
-        const region a = a_pool.next().sub(0, kt, 0, mt);  // [kt, mt]
-        const region b = b_pool.next().sub(0, kt, 0, nt);  // [kt, nt]
-        dma_copy(nc, a, lhsT.tile(k, m, kt, mt));
-        dma_copy(nc, b, rhs.tile(k, n, kt, nt));
-        nc_matmul(nc, acc, /*stationary*/ a, /*moving*/ b, {.accumulate = k > 0});
-      }
-      auto res = nc.sbuf.template tile<float>(mt, nt);  // [mt, nt]
-      tensor_copy(nc, res, acc);
-      dma_copy(nc, out.tile(m, n, mt, nt), res);
-    }
-}
+using trellis::systolic::kernels::matmul_tiled;
 
 TEST(SystolicKernel, TiledMatmulMatchesReferenceWithinBf16Bound) {
   const std::size_t k_size = 300, m_size = 200, n_size = 700;  // tails in every dimension
