@@ -3,6 +3,7 @@
 
     build/release/bench/gemm_bench --benchmark_out=gemm.json --benchmark_out_format=json
     python3 bench/summarize_gemm.py gemm.json > tables.md
+    python3 bench/summarize_gemm.py gemm.json 2      # only the 2-thread tables
 
 Every ratio is taken from the same run: vs_onednn is computed inside the benchmark binary against the
 oneDNN row of the same shape, dtype and thread count; the geometric means here are over those ratios.
@@ -21,7 +22,7 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
-def main(path):
+def main(path, only_threads=None):
     with open(path) as f:
         data = json.load(f)
     peaks = {}
@@ -47,6 +48,8 @@ def main(path):
     for dtype in ("f32", "bf16"):
         for family in ("square", "infer"):
             for threads in ("1", "2"):
+                if only_threads and threads != only_threads:
+                    continue
                 keys = [k for k in rows if k[0] == dtype and k[1] == family and k[3] == threads]
                 if not keys:
                     continue
@@ -81,4 +84,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "gemm.json")
+    main(sys.argv[1] if len(sys.argv) > 1 else "gemm.json", sys.argv[2] if len(sys.argv) > 2 else None)
