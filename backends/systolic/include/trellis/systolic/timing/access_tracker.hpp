@@ -2,78 +2,22 @@
 // access_tracker: for every memory region an instruction touched, when it may next be read or written.
 // The scheduler asks it for the RAW (last writer), WAR (readers) and WAW (writer) times of an operand.
 //
-// Regions: on chip, a rectangle of partitions × bytes per partition (strided or patterned columns take
-// their byte envelope); in HBM, `rows` segments of `span` bytes, `row_stride` apart, from `address`.
-// Two HBM regions with the same row stride overlap exactly when some pair of their rows does; this is
-// decided from the difference of their addresses only, so timing-only runs (synthetic addresses) and
-// functional runs (host addresses) see the same dependencies. Other HBM pairs compare byte envelopes.
+// Each recorded access is an entry (footprint.hpp says what bytes it covers). A new access that fully
+// covers older entries it dominates removes them, so the entries of a buffer that is rewritten or reread
+// stay few; entries of distinct regions (every tile of a big HBM tensor) stay, and footprint_index finds
+// the few a new access may overlap without scanning the others. The answer is defined over the entries in
+// the order they were recorded (the first of equally late constraints names the stall cause), so the
+// index is only a way to find them: every time and cause is what a scan of all entries would give.
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "trellis/systolic/records.hpp"
+#include "trellis/systolic/timing/footprint.hpp"
+#include "trellis/systolic/timing/footprint_index.hpp"
 
 namespace trellis::systolic::timing {
-
-/// The span an operand covers, in the terms above.
-struct footprint {
-  memory_space space = memory_space::none;
-  std::uint64_t p0 = 0, p1 = 0;       ///< on chip: partitions [p0, p1)
-  std::uint64_t b0 = 0, b1 = 0;       ///< on chip: bytes [b0, b1) of each; HBM: byte envelope [b0, b1)
-  std::int64_t address = 0, row_stride = 0, span = 0, rows = 0;  ///< HBM rows (row_stride 0: one segment)
-
-  static footprint of(const operand_record& o) noexcept {
-    footprint f;
-    f.space = o.space;
-    if (o.space == memory_space::hbm) {
-      const std::size_t elem = size_of(o.type);
-      const std::int64_t span = o.cols == 0 ? 0 : std::int64_t((o.cols - 1) * std::size_t(o.col_stride_bytes) + elem);
-      f.address = std::int64_t(o.address);
-      f.rows = std::int64_t(o.rows);
-      f.row_stride = o.rows > 1 ? o.row_stride_bytes : 0;
-      f.span = span;
-      f.b0 = o.address;
-      f.b1 = o.address + std::uint64_t((f.rows - 1) * f.row_stride + span);
-      if (f.row_stride == 0) f.rows = 1;
-    } else {
-      f.p0 = o.partition_start;
-      f.p1 = o.partition_start + o.rows;
-      f.b0 = o.byte_begin;
-      f.b1 = o.byte_end;
-    }
-    return f;
-  }
-
-  bool overlaps(const footprint& o) const noexcept {
-    if (space != o.space) return false;
-    if (space != memory_space::hbm) return p0 < o.p1 && o.p0 < p1 && b0 < o.b1 && o.b0 < b1;
-    if (!(b0 < o.b1 && o.b0 < b1)) return false;
-    if (row_stride == 0 || row_stride != o.row_stride) return true;  // envelopes overlap
-    // Row i of this [address + i·R, + span) and row j of o [o.address + j·R, + o.span) overlap iff
-    // −o.span < d + k·R < span with d = o.address − address and k = j − i ∈ [−(rows − 1), o.rows − 1].
-    const std::int64_t d = std::int64_t(std::uint64_t(o.address) - std::uint64_t(address)), r = row_stride;
-    std::int64_t k_lo = floor_div(-o.span - d, r) + 1, k_hi = ceil_div(span - d, r) - 1;
-    k_lo = k_lo > -(rows - 1) ? k_lo : -(rows - 1);
-    k_hi = k_hi < o.rows - 1 ? k_hi : o.rows - 1;
-    return k_lo <= k_hi;
-  }
-
-  /// True when every byte of o is inside this footprint (conservatively: false when unsure).
-  bool covers(const footprint& o) const noexcept {
-    if (space != o.space) return false;
-    if (space != memory_space::hbm) return p0 <= o.p0 && o.p1 <= p1 && b0 <= o.b0 && o.b1 <= b1;
-    if (row_stride == o.row_stride && address == o.address && rows >= o.rows && span >= o.span) return true;
-    return rows == 1 && b0 <= o.b0 && o.b1 <= b1;
-  }
-
- private:
-  static std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
-    const std::int64_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-  }
-  static std::int64_t ceil_div(std::int64_t a, std::int64_t b) noexcept { return -floor_div(-a, b); }
-};
 
 /// Why an instruction could not start when its engine was free.
 enum class stall_cause : std::uint8_t { none, dma, engine, buffer, port };
@@ -106,18 +50,20 @@ struct constraint {
 class access_tracker {
  public:
   /// When an access by `stream` (whose last instruction was `previous`) may start.
-  constraint ready(const footprint& f, bool write, std::uint32_t stream, std::uint64_t previous) const {
+  constraint ready(const footprint& f, bool write, std::uint32_t stream, std::uint64_t previous) {
     constraint c;
-    for (const entry& e : entries_) {
-      if (!(e.write || write) || !e.where.overlaps(f)) continue;
+    std::uint64_t first = 0;  // sequence number of the entry that set c (the earliest among equals wins)
+    index_.candidates(f, [&](std::uint32_t id) {
+      const entry& e = entries_[id];
+      if (!(e.write || write) || !e.where.overlaps(f)) return;
       const double t = e.stream == stream ? e.same_ns : e.other_ns;
-      if (write) {
-        c.raise(t, stall_cause::buffer);
-      } else {
-        c.raise(t, e.from_dma ? stall_cause::dma : stall_cause::engine);
-        if (e.stream == stream && e.instruction == previous) c.serial = true;
+      if (t > c.time_ns || (t == c.time_ns && t > 0 && e.sequence < first)) {
+        c.time_ns = t;
+        c.cause = write ? stall_cause::buffer : e.from_dma ? stall_cause::dma : stall_cause::engine;
+        first = e.sequence;
       }
-    }
+      if (!write && e.stream == stream && e.instruction == previous) c.serial = true;
+    });
     return c;
   }
 
@@ -126,13 +72,29 @@ class access_tracker {
               double other_ns, double same_ns) {
     // An entry fully inside a new write is dominated by it (the write waited for it and ends later); a read
     // entry inside a new read that frees the region no earlier is dominated for every later writer.
-    std::erase_if(entries_, [&](const entry& e) {
-      return f.covers(e.where) && (write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns));
+    dominated_.clear();
+    index_.candidates(f, [&](std::uint32_t id) {
+      const entry& e = entries_[id];
+      if (f.covers(e.where) && (write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) dominated_.push_back(id);
     });
-    entries_.push_back({f, write, from_dma, stream, instruction, other_ns, same_ns});
+    for (std::uint32_t id : dominated_) {
+      index_.erase(id);
+      free_.push_back(id);
+    }
+    std::uint32_t id;
+    if (free_.empty()) {
+      id = std::uint32_t(entries_.size());
+      entries_.emplace_back();
+    } else {
+      id = free_.back();
+      free_.pop_back();
+    }
+    entries_[id] = {f, write, from_dma, stream, instruction, other_ns, same_ns, next_sequence_++};
+    index_.insert(id, f);
   }
 
-  std::size_t size() const noexcept { return entries_.size(); }
+  /// Entries held (recorded and not yet dominated).
+  std::size_t size() const noexcept { return entries_.size() - free_.size(); }
 
  private:
   struct entry {
@@ -142,8 +104,13 @@ class access_tracker {
     std::uint32_t stream;
     std::uint64_t instruction;
     double other_ns, same_ns;
+    std::uint64_t sequence;  ///< recording order
   };
-  std::vector<entry> entries_;
+  std::vector<entry> entries_;         ///< by id; ids on free_ are unused
+  std::vector<std::uint32_t> free_;
+  std::vector<std::uint32_t> dominated_;  ///< scratch for record()
+  footprint_index index_;
+  std::uint64_t next_sequence_ = 0;
 };
 
 }  // namespace trellis::systolic::timing

@@ -13,19 +13,13 @@
 
 #include "trellis/systolic/machine.hpp"
 #include "trellis/systolic/records.hpp"
+#include "trellis/systolic/timing/dma_engines.hpp"
 
 namespace trellis::systolic::timing {
 
 /// Packets handed to engines one by one up to this many per transfer; beyond it (element-strided
 /// transfers of huge tiles), consecutive packets are grouped so that a transfer costs O(this) to time.
 inline constexpr std::size_t dma_max_packet_jobs = 4096;
-
-/// The part of a transfer one DMA engine carried: [start_ns, end_ns), contiguous on that engine.
-struct dma_span {
-  std::uint16_t engine = 0;
-  std::uint32_t packets = 0;
-  double start_ns = 0, end_ns = 0;
-};
 
 struct dma_timing {
   double start_ns = 0;      ///< first packet may start (queue and dependencies ready)
@@ -58,10 +52,10 @@ inline void dma_packets(const instruction_record& r, std::size_t& packets, std::
 class dma_model {
  public:
   explicit dma_model(const machine_spec& spec)
-      : spec_(&spec), engine_free_(spec.dma.engines, 0.0), queue_free_(spec.dma.queues, 0.0) {}
+      : spec_(&spec), engines_(spec.dma.engines), queue_free_(spec.dma.queues, 0.0) {}
 
   double queue_free(std::size_t q) const noexcept { return queue_free_[q]; }
-  const std::vector<double>& engine_free() const noexcept { return engine_free_; }
+  const std::vector<double>& engine_free() const noexcept { return engines_.free_at(); }
 
   /// Times a transfer on queue `q` whose inputs are ready at `ready_ns`; appends its engine spans.
   dma_timing schedule(const instruction_record& r, std::size_t q, double ready_ns, std::vector<dma_span>& spans) {
@@ -70,23 +64,7 @@ class dma_model {
     t.start_ns = std::max(ready_ns, queue_free_[q]);
     const double per_packet = spec_->dma.packet_overhead_ns() + double(t.packet_bytes) / spec_->dma.engine_bytes_per_ns;
     const std::size_t group = (t.packets + dma_max_packet_jobs - 1) / dma_max_packet_jobs;
-    const std::size_t first_span = spans.size();
-    double end = t.start_ns;
-    for (std::size_t done = 0; done < t.packets; done += group) {
-      const std::size_t n = std::min(group, t.packets - done);
-      const auto e = std::min_element(engine_free_.begin(), engine_free_.end());  // first to free; lowest index on ties
-      const double s = std::max(t.start_ns, *e);
-      *e = s + per_packet * double(n);
-      end = std::max(end, *e);
-      const auto id = static_cast<std::uint16_t>(e - engine_free_.begin());
-      auto span = std::find_if(spans.begin() + std::ptrdiff_t(first_span), spans.end(),
-                               [&](const dma_span& x) { return x.engine == id; });
-      if (span == spans.end()) spans.push_back({id, std::uint32_t(n), s, *e});
-      else {
-        span->packets += std::uint32_t(n);
-        span->end_ns = *e;
-      }
-    }
+    const double end = engines_.assign(t.start_ns, t.packets, group, per_packet, spans);
     const bool touches_hbm = r.operands[0].space == memory_space::hbm || r.operands[1].space == memory_space::hbm;
     t.hbm_start_ns = t.hbm_end_ns = t.start_ns;
     if (touches_hbm) {
@@ -103,7 +81,7 @@ class dma_model {
 
  private:
   const machine_spec* spec_;
-  std::vector<double> engine_free_;
+  dma_engine_pool engines_;
   std::vector<double> queue_free_;
   double hbm_free_ = 0;
 };
