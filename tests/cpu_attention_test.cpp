@@ -431,4 +431,59 @@ CPU_TEST(Attention, DecodeFromKvCacheBuffer) {
   EXPECT_EQ(bad, 0u);
 }
 
+CPU_TEST(Attention, DecodeInPlaceKernelShapes) {
+  // The in-place decode kernel (Sq ≤ 16): D across the vector tails, GQA groups of 1, 4 and 8 (query-row
+  // groups of 1…4 and slabs of more than 4 rows), Sq up to 16, keys across the 16-key score blocks, the
+  // 32-key P·V blocks and the 512-key chunks, with and without padding and misalignment.
+  const std::size_t dims_[] = {1, 7, 16, 65, 130};
+  int c = 0;
+  for (std::size_t dim : dims_)
+    for (std::size_t kv_heads : {8, 2, 1})
+      for (std::size_t sq : {1, 3, 16}) {
+        att_params p{.batch = 1, .heads = 8, .kv_heads = kv_heads, .sq = sq, .skv = std::size_t(c % 2 ? 1031 : 45),
+                     .dim = dim, .causal = c % 3 == 1};
+        p.pad = c % 4 == 3 ? 3 : 0;
+        p.misalign = c % 5 == 2;
+        ++c;
+        if (!check_attention<Target, float, float>(p, 200u + unsigned(c))) return;
+        if (c % 4 == 0 && !check_attention<Target, bf16, bf16>(p, 300u + unsigned(c))) return;
+      }
+}
+
+CPU_TEST(Attention, DecodeLongKvNaNPastLengths) {
+  // Sq = 1 and 4, groups of 1, 4 and 8, D = 128 and 72, a 3000-key cache with NaN past each batch's length
+  // (lengths inside a chunk, on a chunk boundary, and 0): the kernel and its prefetches stay in the span.
+  for (std::size_t kv_heads : {8, 2, 1})
+    for (std::size_t dim : {128, 72})
+      for (std::size_t sq : {1, 4}) {
+        const std::size_t b_n = 3, h = 8, s_max = 3000;
+        std::mt19937 rng(unsigned(400 + kv_heads + dim + sq));
+        guarded<float, 4> q({b_n, h, sq, dim}), k({b_n, kv_heads, s_max, dim}), v({b_n, kv_heads, s_max, dim});
+        const std::vector<std::int32_t> len = {2500, 1024, 0};
+        q.fill(trellis_test::uniform_fill{rng});
+        const auto cache = [&](const s4& i) {
+          return i[2] < std::size_t(len[i[0]]) ? std::uniform_real_distribution<float>(-1, 1)(rng) : nan_f;
+        };
+        k.fill(cache);
+        v.fill(cache);
+        const trellis::tensor_view<const std::int32_t, 1> lengths{len.data(), {b_n}};
+        guarded<float, 4> ref({b_n, h, sq, dim}), o1({b_n, h, sq, dim}), o2({b_n, h, sq, dim});
+        const trellis::attention_options opts{.causal = sq > 1, .key_lengths = lengths};
+        trellis::attention(trellis::reference{}, q.cview(), k.cview(), v.cview(), ref.view(), opts);
+        trellis::attention(with_threads<Target>(1), q.cview(), k.cview(), v.cview(), o1.view(), opts);
+        trellis::attention(with_threads<Target>(2), q.cview(), k.cview(), v.cview(), o2.view(), opts);
+        EXPECT_EQ(o1.snapshot(), o2.snapshot());
+        EXPECT_EQ(o1.damaged_canaries(), 0u);
+        std::size_t bad = 0;
+        // Uniform q, k in [-1, 1], scale 1/√D: logits ≤ √D ≈ 11, errors ≤ 1e-5·(1 + |o|) as in the sweep.
+        o1.for_each([&](const s4& i) {
+          const double want = i[0] == 2 ? 0.0 : ref.get(i);  // a batch with no key: exactly 0
+          if (!(std::fabs(o1.get(i) - want) <= 1e-5 * (1.0 + std::fabs(want))) && bad++ < 5)
+            ADD_FAILURE() << "Hkv=" << kv_heads << " D=" << dim << " Sq=" << sq << ": o(" << i[0] << ", "
+                          << i[1] << ", " << i[2] << ", " << i[3] << ") = " << o1.get(i) << ", reference " << want;
+        });
+        if (bad) return;
+      }
+}
+
 }  // namespace

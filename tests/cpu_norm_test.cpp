@@ -397,4 +397,18 @@ CPU_TEST(Norm, ManyRowsAcrossThreads) {
   check_norm<Target, bf16, bf16>(p, 101u);
 }
 
+CPU_TEST(Norm, LargeOutputsStreamed) {
+  // Outputs past trellis's streaming threshold (16 MiB) go out through non-temporal stores: rows that
+  // start off the 64-byte alignment, a hidden size with a tail, the fused residual with an fp32
+  // residual_out (streamed too), and y = x in place.
+  for (bool layer : {true, false}) {
+    norm_params p{.layer = layer, .rows = 1030, .hidden = 4100, .residual = !layer, .residual_out = !layer,
+                  .pad = 3, .misalign = 1};
+    if (!check_norm<Target, float, float>(p, 110u)) return;
+  }
+  norm_params p{.rows = 1030, .hidden = 4100, .pad = 5};
+  p.aliasing = alias::y_is_x;
+  check_norm<Target, float, float>(p, 111u);
+}
+
 }  // namespace

@@ -6,8 +6,11 @@
 // (the mean of s − s₀, then Σ(s − mean)², both relative to the row's first element s₀), which is safe against the cancellation of E[s²] − E[s]². The fused residual
 // normalises the fp32 sum x + r (the value written to residual_out is that sum rounded to its type).
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 #include "trellis/core/rows.hpp"
 #include "trellis/cpu/parallel.hpp"
@@ -50,8 +53,43 @@ float centred_sum(const float* s, std::size_t n, float shift, float centre) {
   return total;
 }
 
-template <class S, class TX, class TY, std::size_t Rank, class Options>
-void normalize_rows(norm_kind kind, int threads, tensor_view<const TX, Rank> x, const any_view& gamma,
+struct norm_blocking {
+  /// Outputs at least this large (y, or y and residual_out together) are written with non-temporal
+  /// stores: they cannot stay in the 32 MiB L3 anyway, and streaming saves the read-for-ownership of
+  /// every output line (a third DRAM stream). Smaller outputs stay cached for the next op.
+  static constexpr std::size_t stream_min_bytes = std::size_t(16) << 20;
+  /// x (and r) are prefetched this many bytes of rows ahead (at least one row) while a row is written.
+  static constexpr std::size_t prefetch_bytes = 16 << 10;
+};
+
+/// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
+/// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
+/// (a head to the alignment and the tail use ordinary masked stores). `each_line(j)` runs once per
+/// vector step, for prefetching.
+template <class S, bool Stream, class TY, class F, class P>
+void write_row(TY* out, const float* s, std::size_t hidden, F&& f, P&& each_line) {
+  using io = simd_io<S>;
+  constexpr std::size_t L = S::lanes;
+  std::size_t j = 0;
+  if constexpr (Stream) {
+    const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(out) % (L * sizeof(float)) / sizeof(float);
+    const std::size_t head = misaligned ? std::min(hidden, L - misaligned) : 0;
+    if (head) io::store_n(out, f(0, S::load_n(s, head), head), head);
+    for (j = head; j + L <= hidden; j += L) {
+      each_line(j);
+      S::stream(out + j, f(j, S::load(s + j), L));
+    }
+  } else {
+    for (; j + L <= hidden; j += L) {
+      each_line(j);
+      io::store(out + j, f(j, S::load(s + j), L));
+    }
+  }
+  if (j < hidden) io::store_n(out + j, f(j, S::load_n(s + j, hidden - j), hidden - j), hidden - j);
+}
+
+template <class S, bool Stream, class TX, class TY, std::size_t Rank, class Options>
+void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> x, const any_view& gamma,
                     const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
                     const Options& opts) {
   using vec = typename S::vec;
@@ -62,55 +100,98 @@ void normalize_rows(norm_kind kind, int threads, tensor_view<const TX, Rank> x, 
   float* params = thread_scratch(scratch_slot::row_params).get(2 * hidden);
   const float* g = gamma ? row_as_f32<S>(gamma, 0, gamma.stride(0), hidden, params) : nullptr;
   const float* b = beta ? row_as_f32<S>(beta, 0, beta.stride(0), hidden, params + hidden) : nullptr;
+  const std::size_t ahead =
+      std::max<std::size_t>(1, norm_blocking::prefetch_bytes / (hidden * sizeof(TX)));  // rows of prefetch
+  const bool stream_residual = Stream && opts.residual_out && opts.residual_out.type() == dtype::f32;
 
-  parallel_for(threads, rows, [&](std::size_t row) {
+  // One contiguous share of the rows per thread (any split gives the same rows), so that each thread
+  // fences its own streamed stores once at the end.
+  run_team(threads, rows, [&](team tm) {
+    const auto [first, last] = tm.static_range(rows);
     float* buffer = thread_scratch(scratch_slot::row).get(hidden);
-    const TX* xr = detail::row_pointer(x, row);
-    const float* s = nullptr;
-    if (opts.residual) {
-      const std::size_t r_offset = detail::row_offset(opts.residual, row);
-      const float* rr = row_as_f32<S>(opts.residual, r_offset, 1, hidden, buffer);  // may fill buffer
-      std::size_t j = 0;
-      for (; j + L <= hidden; j += L) S::store(buffer + j, S::add(io::load(xr + j), S::load(rr + j)));
-      if (j < hidden) S::store_n(buffer + j, S::add(io::load_n(xr + j, hidden - j), S::load_n(rr + j, hidden - j)), hidden - j);
-      s = buffer;
-      if (opts.residual_out) store_row<S>(opts.residual_out, detail::row_offset(opts.residual_out, row), s, hidden);
-    } else {
-      s = row_as_f32<S>(xr, 1, hidden, buffer);
-    }
-
-    // mean = shift + centre; rmsnorm uses neither (its "variance" is the mean of squares).
-    const float shift = kind == norm_kind::layer ? s[0] : 0.0f;
-    const float centre = kind == norm_kind::layer ? centred_sum<S, 1>(s, hidden, shift, 0.0f) / float(hidden) : 0.0f;
-    const float var = centred_sum<S, 2>(s, hidden, shift, centre) / float(hidden);
-    const float rstd = 1.0f / std::sqrt(var + opts.eps);
-
-    TY* yr = detail::row_pointer(y, row);
-    const vec vshift = S::set(shift), vcentre = S::set(centre), vrstd = S::set(rstd);
-    const auto normalized = [&](std::size_t j, vec sj, std::size_t n) {
-      vec out = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
-      if (g) out = S::mul(out, n == L ? S::load(g + j) : S::load_n(g + j, n));
-      if (b) out = S::add(out, n == L ? S::load(b + j) : S::load_n(b + j, n));
-      return out;
+    const std::size_t r_size = opts.residual ? size_of(opts.residual.type()) : 0;
+    struct row_lines {  // the bytes of x (and r) of one row, for prefetching
+      const char* x = nullptr;
+      const char* r = nullptr;
     };
-    // While this row is written from cache, pull the next row of x (and r) towards L2: the statistics
-    // passes leave DRAM idle otherwise, and the hardware prefetcher does not cross into the next row's pages
-    // early enough (measured: ≈ 50 % of copy bandwidth without this).
-    const bool prefetch_next = row + 1 < rows;
-    const TX* x_next = prefetch_next ? detail::row_pointer(x, row + 1) : nullptr;
+    const auto lines_of = [&](std::size_t row) {
+      return row_lines{reinterpret_cast<const char*>(detail::row_pointer(x, row)),
+                       opts.residual ? static_cast<const char*>(opts.residual.data()) +
+                                           detail::row_offset(opts.residual, row) * r_size
+                                     : nullptr};
+    };
+    const auto prefetch = [&](const row_lines& p, std::size_t j) {  // the line(s) of element j, into L2
+      __builtin_prefetch(p.x + j * sizeof(TX), 0, 2);
+      if (p.r) __builtin_prefetch(p.r + j * r_size, 0, 2);
+    };
     constexpr std::size_t line = 64 / sizeof(TX);
-    std::size_t j = 0;
-    for (; j + L <= hidden; j += L) {
-      if (prefetch_next && j % line < L) {
-        __builtin_prefetch(x_next + j, 0, 2);
-        if (opts.residual)
-          __builtin_prefetch(static_cast<const char*>(opts.residual.data()) +
-                                 (detail::row_offset(opts.residual, row + 1) + j) * size_of(opts.residual.type()), 0, 2);
-      }
-      io::store(yr + j, normalized(j, S::load(s + j), L));
+    for (std::size_t row = first + 1; row < std::min(last, first + ahead); ++row) {  // fill the pipeline
+      const row_lines p = lines_of(row);
+      for (std::size_t j = 0; j < hidden; j += line) prefetch(p, j);
     }
-    if (j < hidden) io::store_n(yr + j, normalized(j, S::load_n(s + j, hidden - j), hidden - j), hidden - j);
+
+    for (std::size_t row = first; row < last; ++row) {
+      const TX* xr = detail::row_pointer(x, row);
+      const float* s = nullptr;
+      if (opts.residual) {
+        const std::size_t r_offset = detail::row_offset(opts.residual, row);
+        const float* rr = row_as_f32<S>(opts.residual, r_offset, 1, hidden, buffer);  // may fill buffer
+        std::size_t j = 0;
+        for (; j + L <= hidden; j += L) S::store(buffer + j, S::add(io::load(xr + j), S::load(rr + j)));
+        if (j < hidden) S::store_n(buffer + j, S::add(io::load_n(xr + j, hidden - j), S::load_n(rr + j, hidden - j)), hidden - j);
+        s = buffer;
+        if (opts.residual_out) {
+          const std::size_t o = detail::row_offset(opts.residual_out, row);
+          if (stream_residual)
+            write_row<S, Stream>(static_cast<float*>(opts.residual_out.data()) + o, s, hidden,
+                                 [](std::size_t, vec v, std::size_t) { return v; }, [](std::size_t) {});
+          else
+            store_row<S>(opts.residual_out, o, s, hidden);
+        }
+      } else {
+        s = row_as_f32<S>(xr, 1, hidden, buffer);
+      }
+
+      // mean = shift + centre; rmsnorm uses neither (its "variance" is the mean of squares).
+      const float shift = kind == norm_kind::layer ? s[0] : 0.0f;
+      const float centre = kind == norm_kind::layer ? centred_sum<S, 1>(s, hidden, shift, 0.0f) / float(hidden) : 0.0f;
+      const float var = centred_sum<S, 2>(s, hidden, shift, centre) / float(hidden);
+      const float rstd = 1.0f / std::sqrt(var + opts.eps);
+
+      TY* yr = detail::row_pointer(y, row);
+      const vec vshift = S::set(shift), vcentre = S::set(centre), vrstd = S::set(rstd);
+      const auto normalized = [&](std::size_t j, vec sj, std::size_t n) {
+        vec out = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
+        if (g) out = S::mul(out, n == L ? S::load(g + j) : S::load_n(g + j, n));
+        if (b) out = S::add(out, n == L ? S::load(b + j) : S::load_n(b + j, n));
+        return out;
+      };
+      // While this row is written from cache, pull row + ahead of x (and r) towards L2: the statistics
+      // passes leave DRAM idle otherwise, and the hardware prefetcher does not run far enough ahead.
+      if (row + ahead < last) {
+        const row_lines p = lines_of(row + ahead);
+        write_row<S, Stream>(yr, s, hidden, normalized, [&](std::size_t j) {
+          if (j % line < L) prefetch(p, j);
+        });
+      }
+      else
+        write_row<S, Stream>(yr, s, hidden, normalized, [](std::size_t) {});
+    }
+    if constexpr (Stream) S::stream_fence();
   });
+}
+
+template <class S, class TX, class TY, std::size_t Rank, class Options>
+void normalize_rows(norm_kind kind, int threads, tensor_view<const TX, Rank> x, const any_view& gamma,
+                    const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
+                    const Options& opts) {
+  if constexpr (has_stream<S> && std::is_same_v<TY, float>) {
+    std::size_t out_bytes = rows * hidden * sizeof(float);
+    if (opts.residual_out) out_bytes += rows * hidden * size_of(opts.residual_out.type());
+    if (out_bytes >= norm_blocking::stream_min_bytes)
+      return normalize_rows_as<S, true>(kind, threads, x, gamma, beta, y, rows, hidden, opts);
+  }
+  normalize_rows_as<S, false>(kind, threads, x, gamma, beta, y, rows, hidden, opts);
 }
 
 }  // namespace cpu_detail

@@ -13,6 +13,10 @@
 //   native_bf16_dot, bf16_pair_dot(acc, a, b)  acc + a₀b₀ + a₁b₁ per lane on bf16 pairs (AVX-512
 //   BF16 only;
 //                                           elsewhere bf16 kernels widen to fp32 and use fma)
+// Optional members (the helpers below fall back to the portable form when a provider lacks them):
+//   lane_sums(const vec* v)                 the vector whose lane i is reduce_add(v[i]), i < lanes
+//   stream(p, v), stream_fence()            non-temporal store to a lanes·4-byte-aligned p; the fence
+//                                           orders the streamed stores before later stores
 // The helpers below (bf16 tails, typed row loads/stores, activations) are written once on top of
 // it.
 
@@ -25,12 +29,81 @@
 #include "trellis/core/bf16.hpp"
 #include "trellis/core/config.hpp"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>  // avx512_lane_sums, shared by the providers' AVX-512 lane_sums
+#endif
+
 namespace trellis {
 TRELLIS_BEGIN_ISA_NAMESPACE
 namespace cpu_detail {
 
 template <class Provider>
 struct simd;  // specialised per provider
+
+#if defined(__AVX512F__)
+/// Lane i of the result = the sum of the 16 lanes of v[i]. Four levels of shuffles and adds: halves of
+/// 512, 256 and 128 bits, then pairs; each level halves the number of vectors. The input is taken in a
+/// permuted order so that the tree's output lands in lane order.
+inline __m512 avx512_lane_sums(const __m512* v) {
+  // slot f(k, p) = {0, 2, 1, 3}[p] + {0, 8, 4, 12}[k] of the tree ends in lane 4k + p.
+  constexpr int slot_row[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};  // row of slot s
+  // The all-lanes masked forms: gcc 12's unmasked shuffles start from _mm512_undefined_ps() and trip
+  // -Wuninitialized; with a full mask they compile to the same instructions.
+  constexpr __mmask16 all = 0xFFFF;
+  __m512 a[8];
+  for (int i = 0; i < 8; ++i) {  // 512 → 256: low halves of slots i and i + 8 beside their high halves
+    const __m512 x = v[slot_row[i]], y = v[slot_row[i + 8]];
+    a[i] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(x, all, x, y, 0x44), _mm512_mask_shuffle_f32x4(x, all, x, y, 0xEE));
+  }
+  __m512 b[4];
+  for (int i = 0; i < 4; ++i)  // 256 → 128 per slot
+    b[i] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(a[i], all, a[i], a[i + 4], 0x88),
+                         _mm512_mask_shuffle_f32x4(a[i], all, a[i], a[i + 4], 0xDD));
+  __m512 c[2];
+  for (int i = 0; i < 2; ++i)  // 128 → 64 (pairs interleaved)
+    c[i] = _mm512_add_ps(_mm512_mask_unpacklo_ps(b[i], all, b[i], b[i + 2]),
+                         _mm512_mask_unpackhi_ps(b[i], all, b[i], b[i + 2]));
+  return _mm512_add_ps(_mm512_mask_shuffle_ps(c[0], all, c[0], c[1], 0x44),
+                       _mm512_mask_shuffle_ps(c[0], all, c[0], c[1], 0xEE));
+}
+#endif
+
+/// The vector of the horizontal sums of v[0], …, v[lanes − 1] (lane i = Σ v[i]): a shuffle tree where
+/// the provider has one, else lanes scalar reductions. Either way a fixed order, so results are
+/// deterministic.
+template <class S>
+typename S::vec lane_sums(const typename S::vec* v) {
+  if constexpr (requires { S::lane_sums(v); }) {
+    return S::lane_sums(v);
+  } else {
+    alignas(64) float sums[S::lanes];
+    for (std::size_t i = 0; i < S::lanes; ++i) sums[i] = S::reduce_add(v[i]);
+    return S::load(sums);
+  }
+}
+
+/// Keeps v in a register from here on: gcc otherwise folds a vector that feeds several FMAs back into each
+/// of them as a memory operand (one load per use), which makes the small-row decode kernels load-bound.
+/// A no-op where the vector type is not a plain register or the compiler is not gcc/clang.
+template <class V>
+inline void pin_register(V& v) {
+#if defined(__GNUC__) && (defined(__AVX512F__) || defined(__AVX2__))
+  if constexpr (requires { v.raw; }) {
+    asm("" : "+v"(v.raw));
+  } else if constexpr (requires { v.data; }) {
+    asm("" : "+v"(v.data));
+  }
+#else
+  (void)v;
+#endif
+}
+
+/// Whether the provider has non-temporal stores (stream / stream_fence).
+template <class S>
+inline constexpr bool has_stream = requires(float* p, typename S::vec v) {
+  S::stream(p, v);
+  S::stream_fence();
+};
 
 /// Typed access on top of a provider: T is float or bf16, loads widen to float, stores narrow
 /// (RNE).

@@ -120,6 +120,18 @@ struct simd<xsimd_provider> {
 #endif
 
   static float reduce_add(vec v) { return xsimd::hadd(v); }
+
+#if defined(__AVX512F__)
+  /// Lane i = Σ v[i] for 16 vectors at once (the shuffle tree of simd_provider.hpp).
+  static vec lane_sums(const vec* v) {
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = v[i];
+    return vec(avx512_lane_sums(r));
+  }
+  /// Non-temporal store; p must be 64-byte aligned.
+  static void stream(float* p, vec v) { _mm512_stream_ps(p, v); }
+  static void stream_fence() { _mm_sfence(); }
+#endif
   static float reduce_max(vec v) {
     alignas(64) float tmp[lanes];
     v.store_aligned(tmp);

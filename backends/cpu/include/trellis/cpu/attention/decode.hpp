@@ -12,9 +12,11 @@
 // Scratch: the partials, (D_pad + 2) floats per (b, h, i, chunk), live in the calling thread's
 // attention_partials slot (≈ 1 MiB for H = 32, D = 128, 32 768 keys).
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "trellis/cpu/attention/tile.hpp"
 #include "trellis/cpu/parallel.hpp"
@@ -22,6 +24,210 @@
 namespace trellis {
 TRELLIS_BEGIN_ISA_NAMESPACE
 namespace cpu_detail {
+
+// ---- The in-place decode step (K and V rows contiguous in D) -------------------------------------------
+//
+// A task's chunk is ≤ 512 keys and ≤ 64 query rows, so a score per (row, key) fits in L1/L2 and the chunk
+// needs no online rescale: one pass over K writes every raw score q·k (dot products on lanes over D, with
+// the query rows of a group of ≤ 4 read from L1 and each K vector shared by them; one shuffle tree per 16
+// keys turns 16 lane-vectors into 16 scores), then per row scale, mask, max, e^(x − max) and Σ, then one
+// pass over V adds P·V into acc. K and V are read in place (no transposed packing) and only inside the
+// tile's key span; the rows ahead of the one being read are software-prefetched.
+
+struct decode_blocking {
+  static constexpr std::size_t rows = 4;        // query rows per register group (≤ 4 · 2 accumulators)
+  static constexpr std::size_t pv_keys = 32;    // keys per P·V step: the V block stays in L1 across groups
+  static constexpr std::size_t pv_width = 4;    // vectors of D per P·V register piece (4 rows × 4 = 16 acc)
+};
+
+/// Prefetches the bytes of one row (n elements of T) into L2.
+template <class T>
+inline void prefetch_row(const T* p, std::size_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (std::size_t o = 0; o < n * sizeof(T); o += 64) __builtin_prefetch(c + o, 0, 2);
+}
+
+/// s[g·ld + j] = q_g · k_j for G rows q_g (fp32, stride dp, zero past dim) and nk ≤ lanes keys k_j (stride
+/// ks); lanes of s past nk are written as 0. Rows pf + j·ks (j < nk) are prefetched into L2 when pf is set.
+template <class S, std::size_t G, class T>
+void decode_dots(const float* q, std::size_t dp, const T* k, std::size_t ks, std::size_t nk, const T* pf,
+                 std::size_t dim, float* s, std::size_t ld) {
+  using vec = typename S::vec;
+  using io = simd_io<S>;
+  constexpr std::size_t L = S::lanes;
+  vec part[G][L];
+  const std::size_t tail = dim % L, body = dim - tail;
+  std::size_t j = 0;
+  for (; j + 2 <= nk; j += 2) {
+    const T* k0 = k + j * ks;
+    const T* k1 = k0 + ks;
+    if (pf) {
+      prefetch_row(pf + j * ks, dim);
+      prefetch_row(pf + (j + 1) * ks, dim);
+    }
+    vec a0[G], a1[G];
+    for (std::size_t g = 0; g < G; ++g) a0[g] = a1[g] = S::zero();
+    for (std::size_t d = 0; d < body; d += L) {
+      vec x0 = io::load(k0 + d), x1 = io::load(k1 + d);
+      pin_register(x0);
+      pin_register(x1);
+#pragma GCC unroll 4
+      for (std::size_t g = 0; g < G; ++g) {
+        const vec qg = S::load(q + g * dp + d);
+        a0[g] = S::fma(qg, x0, a0[g]);
+        a1[g] = S::fma(qg, x1, a1[g]);
+      }
+    }
+    if (tail) {  // masked: never a byte past the row
+      const vec x0 = io::load_n(k0 + body, tail), x1 = io::load_n(k1 + body, tail);
+      for (std::size_t g = 0; g < G; ++g) {
+        const vec qg = S::load(q + g * dp + body);
+        a0[g] = S::fma(qg, x0, a0[g]);
+        a1[g] = S::fma(qg, x1, a1[g]);
+      }
+    }
+    for (std::size_t g = 0; g < G; ++g) {
+      part[g][j] = a0[g];
+      part[g][j + 1] = a1[g];
+    }
+  }
+  if (j < nk) {
+    const T* k0 = k + j * ks;
+    if (pf) prefetch_row(pf + j * ks, dim);
+    vec a0[G];
+    for (std::size_t g = 0; g < G; ++g) a0[g] = S::zero();
+    for (std::size_t d = 0; d < body; d += L) {
+      const vec x0 = io::load(k0 + d);
+      for (std::size_t g = 0; g < G; ++g) a0[g] = S::fma(S::load(q + g * dp + d), x0, a0[g]);
+    }
+    if (tail) {
+      const vec x0 = io::load_n(k0 + body, tail);
+      for (std::size_t g = 0; g < G; ++g) a0[g] = S::fma(S::load(q + g * dp + body), x0, a0[g]);
+    }
+    for (std::size_t g = 0; g < G; ++g) part[g][j] = a0[g];
+    ++j;
+  }
+  for (; j < L; ++j)
+    for (std::size_t g = 0; g < G; ++g) part[g][j] = S::zero();
+  for (std::size_t g = 0; g < G; ++g) S::store(s + g * ld, lane_sums<S>(part[g]));
+}
+
+/// acc[g·dp + d] += Σ_j p[g·ldp + j] · v_j[d] for G rows, nk keys v_j (stride vs), d in [d0, d0 + W·lanes) ∩
+/// [0, dim): W vectors of acc per row held in registers across the keys. Rows pf + j·vs (j < npf) are
+/// prefetched into L2.
+template <class S, std::size_t G, std::size_t W, class T>
+void decode_pv(const float* p, std::size_t ldp, const T* v, std::size_t vs, std::size_t nk, const T* pf,
+               std::size_t npf, std::size_t d0, std::size_t dim, float* acc, std::size_t dp) {
+  using vec = typename S::vec;
+  using io = simd_io<S>;
+  constexpr std::size_t L = S::lanes;
+  const bool full = d0 + W * L <= dim;  // else W = 1 and the vector is masked
+  const std::size_t n = full ? L : dim - d0;
+  vec a[G][W];
+  for (std::size_t g = 0; g < G; ++g)
+    for (std::size_t w = 0; w < W; ++w) a[g][w] = S::load(acc + g * dp + d0 + w * L);
+  for (std::size_t j = 0; j < nk; ++j) {
+    const T* vj = v + j * vs + d0;
+    if (j < npf) prefetch_row(pf + j * vs, dim);
+    vec x[W];
+    if (full) {
+      for (std::size_t w = 0; w < W; ++w) {
+        x[w] = io::load(vj + w * L);
+        pin_register(x[w]);
+      }
+    } else {
+      x[0] = io::load_n(vj, n);
+    }
+#pragma GCC unroll 4
+    for (std::size_t g = 0; g < G; ++g) {
+      const vec pg = S::set(p[g * ldp + j]);
+      for (std::size_t w = 0; w < W; ++w) a[g][w] = S::fma(pg, x[w], a[g][w]);
+    }
+  }
+  for (std::size_t g = 0; g < G; ++g)
+    for (std::size_t w = 0; w < W; ++w) S::store(acc + g * dp + d0 + w * L, a[g][w]);
+}
+
+/// Calls f(std::integral_constant<size_t, G>) for G = n ∈ [1, 4].
+template <class F>
+void with_rows(std::size_t n, F&& f) {
+  switch (n) {
+    case 1: f(std::integral_constant<std::size_t, 1>{}); break;
+    case 2: f(std::integral_constant<std::size_t, 2>{}); break;
+    case 3: f(std::integral_constant<std::size_t, 3>{}); break;
+    default: f(std::integral_constant<std::size_t, 4>{}); break;
+  }
+}
+
+/// Keys `mine` (≤ chunk keys) of (batch b, kv head hk) into every row of `t` (fresh: m = −inf, l = 0, acc
+/// = 0), K and V read in place (stride(3) == 1). Keys [mine.first, ahead_end) may be prefetched.
+template <class S, class T>
+void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<const T, 4> v, std::size_t b,
+                  std::size_t hk, detail::key_range mine, std::size_t ahead_end, float scale, const any_view& mask) {
+  using blk = attention_blocking;
+  using dblk = decode_blocking;
+  constexpr std::size_t L = S::lanes, ld = blk::chunk;
+  static_assert(ld % L == 0, "score rows hold whole vectors");
+  const std::size_t n = mine.last - mine.first, rows = t.count, dim = t.dim, dp = t.dim_pad;
+  // DRAM stays busy while the core computes: the score pass over K pulls the chunk's V into L2, and the
+  // P·V pass pulls the K of the keys after the chunk (up to ahead_end, inside the tile's key span).
+  const std::size_t next_keys = std::min(ahead_end - mine.last, n);
+  float* s = thread_scratch(scratch_slot::attention_scores).get(blk::rows_max * ld);
+  for (std::size_t r = 0; r < rows; ++r) std::fill(t.q + r * dp + dim, t.q + (r + 1) * dp, 0.0f);
+
+  // Scores: one pass over the chunk's K, every row group per 16-key block (the block stays in L1).
+  const T* k0 = &k(b, hk, mine.first, 0);
+  const std::size_t ks = k.stride(2);
+  for (std::size_t jb = 0; jb < n; jb += L)
+    for (std::size_t g0 = 0; g0 < rows; g0 += dblk::rows)
+      with_rows(std::min(dblk::rows, rows - g0), [&](auto g) {
+        decode_dots<S, g()>(t.q + g0 * dp, dp, k0 + jb * ks, ks, std::min(L, n - jb),
+                            g0 == 0 ? &v(b, hk, mine.first + jb, 0) : nullptr, dim, s + g0 * ld + jb, ld);
+      });
+
+  // Softmax statistics of the chunk per row; P in place, 0 outside the row's visible keys.
+  bool any = false;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* pr = s + r * ld;
+    const std::size_t c0 = std::clamp(t.keys[r].first, mine.first, mine.last) - mine.first;
+    const std::size_t c1 = std::clamp(t.keys[r].last, mine.first, mine.last) - mine.first;
+    float m = -std::numeric_limits<float>::infinity();
+    if (c0 < c1) {
+      if (!mask) m = scale_and_mask<S, float>(pr, c0, c1, scale, nullptr);
+      else if (mask.type() == dtype::f32)
+        m = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const float*>(mask.data()) + t.mask_row[r] + mine.first);
+      else
+        m = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const bf16*>(mask.data()) + t.mask_row[r] + mine.first);
+    }
+    if (m == -std::numeric_limits<float>::infinity()) {  // nothing finite: P = 0, state stays empty
+      std::fill(pr, pr + n, 0.0f);
+      continue;
+    }
+    t.m[r] = m;
+    t.l[r] = exponentiate<S>(pr, c0, c1, n, m);
+    any = true;
+  }
+  if (!any) return;  // V is not read at all
+
+  // acc += P·V: one pass over the chunk's V in blocks of pv_keys, every row group and D piece per block.
+  const T* v0 = &v(b, hk, mine.first, 0);
+  const std::size_t vs = v.stride(2);
+  for (std::size_t jb = 0; jb < n; jb += dblk::pv_keys) {
+    const std::size_t nk = std::min(dblk::pv_keys, n - jb);
+    for (std::size_t g0 = 0; g0 < rows; g0 += dblk::rows)
+      with_rows(std::min(dblk::rows, rows - g0), [&](auto g) {
+        constexpr std::size_t W = dblk::pv_width;
+        // The first piece of the first group prefetches the next keys' K rows (same count as this block).
+        const std::size_t npf = g0 == 0 && jb < next_keys ? std::min(nk, next_keys - jb) : 0;
+        const T* pf = npf ? &k(b, hk, mine.last + jb, 0) : nullptr;
+        std::size_t d0 = 0;
+        for (; d0 + W * L <= dim; d0 += W * L, pf = nullptr)
+          decode_pv<S, g(), W>(s + g0 * ld + jb, ld, v0 + jb * vs, vs, nk, pf, pf ? npf : 0, d0, dim, t.acc + g0 * dp, dp);
+        for (; d0 < dim; d0 += L, pf = nullptr)
+          decode_pv<S, g(), 1>(s + g0 * ld + jb, ld, v0 + jb * vs, vs, nk, pf, pf ? npf : 0, d0, dim, t.acc + g0 * dp, dp);
+      });
+  }
+}
 
 template <class S, class T, class TO>
 void decode_attention(int threads, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
@@ -53,8 +259,12 @@ void decode_attention(int threads, tensor_view<const T, 4> q, tensor_view<const 
     for (std::size_t r = 0; r < t.count; ++r) load_row<S>(t, r, q, b, h0 + r / seq_q, r % seq_q, seq_kv, opts);
     const detail::key_range span = t.key_span();
     const detail::key_range mine{std::max(span.first, c * blk::chunk), std::min(span.last, (c + 1) * blk::chunk)};
-    if (!mine.empty())
-      attend_span<S>(t, attention_workspace::get(dim, dp), k, v, b, hk, mine, scale, opts.mask);
+    if (!mine.empty()) {
+      if (k.stride(3) == 1 && v.stride(3) == 1)
+        decode_chunk<S>(t, k, v, b, hk, mine, span.last, scale, opts.mask);
+      else
+        attend_span<S>(t, attention_workspace::get(dim, dp), k, v, b, hk, mine, scale, opts.mask);
+    }
     for (std::size_t r = 0; r < t.count; ++r) {
       float* out = partial(b, h0 + r / seq_q, r % seq_q, c);
       out[0] = t.m[r];
