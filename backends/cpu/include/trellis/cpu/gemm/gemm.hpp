@@ -98,12 +98,16 @@ template <class S, bool Pairs, class TA, class TB, class TC>
 void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB, 2> b,
                   prepacked_b<Pairs> prepacked, tensor_view<TC, 2> c, const matmul_options& opts) {
   using element = gemm_element<Pairs>;
-  constexpr std::size_t NR = gemm_tile<S>::nr;
+  constexpr std::size_t MR = gemm_tile<S>::mr, NR = gemm_tile<S>::nr;
   const gemm_blocks& blk = gemm_blocking<S, Pairs>();
   const std::size_t m = c.extent(0), n = c.extent(1), steps = gemm_steps<Pairs>(a.extent(1));
   if (m == 0 || n == 0) return;
   const float* bias = widened_bias<S>(opts, n);
+  // As few M blocks as MC allows, of nearly equal height (whole MR panels): with static scheduling
+  // a short last block would leave a thread idle (M = 512 as 168+168+168+8 gave one thread twice
+  // the work of the other). The height depends on M only, never on the thread count.
   const std::size_t m_blocks = (m + blk.mc - 1) / blk.mc;
+  const std::size_t mc = ((m + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
   const std::size_t useful = m_blocks * ((n + blk.nc - 1) / blk.nc);
   const int team_size = static_cast<int>(
       std::min<std::size_t>(static_cast<std::size_t>(resolve_threads(threads)), useful));
@@ -130,12 +134,15 @@ void gemm_blocked(int threads, tensor_view<const TA, 2> a, tensor_view<const TB,
         t.barrier();  // the panel is complete before anyone multiplies with it
         panel = shared_panel;
       }
+      // Column blocks of nearly equal width (whole NR micro-panels), for the same reason as mc.
       const std::size_t n_sub = (ncp + blk.nc - 1) / blk.nc;
+      const std::size_t nc = ((ncp + n_sub - 1) / n_sub + NR - 1) / NR * NR;
       const auto [first, last] = t.static_range(m_blocks * n_sub);
       for (std::size_t task = first; task < last; ++task) {
-        const std::size_t i0 = task / n_sub * blk.mc, j_local = task % n_sub * blk.nc;
-        gemm_block<S, Pairs>(a, panel + j_local * steps, steps, i0, std::min(blk.mc, m - i0),
-                             jc + j_local, std::min(blk.nc, ncp - j_local), c, opts, bias);
+        const std::size_t i0 = task / n_sub * mc, j_local = task % n_sub * nc;
+        if (j_local >= ncp) continue;  // rounding to NR can leave the last block empty
+        gemm_block<S, Pairs>(a, panel + j_local * steps, steps, i0, std::min(mc, m - i0),
+                             jc + j_local, std::min(nc, ncp - j_local), c, opts, bias);
       }
       if (!prepacked.data) t.barrier();  // nobody still reads the panel when it is overwritten
     }
