@@ -168,7 +168,11 @@ void register_all() {
   for (bool c : {false, true}) shapes.push_back({8, 4096, 128, c});
   for (const auto& p : shapes)
     for (int t : {1, 2}) {
-      const std::string suffix = "/" + p.name() + "/threads:" + std::to_string(t);
+      // Built piecewise: gcc 12 warns (-Wrestrict, a known false positive) on "literal" + std::string.
+      std::string suffix = "/";
+      suffix += p.name();
+      suffix += "/threads:";
+      suffix += std::to_string(t);
 #if TRELLIS_BENCH_ONEDNN
       add("prefill/onednn_chain" + suffix, prefill_onednn_chain, p, t, 0.1);
 #endif

@@ -130,8 +130,12 @@ void peak(benchmark::State& state) {
           else a = _mm512_fmadd_ps(x, x, a);
         }
       }
+      alignas(64) float lanes[16];
       float sink = 0;
-      for (auto& a : acc) sink += _mm512_reduce_add_ps(a);
+      for (auto& a : acc) {
+        _mm512_store_ps(lanes, a);
+        sink += lanes[0];
+      }
       benchmark::DoNotOptimize(sink);
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
