@@ -11,7 +11,7 @@ inline constexpr bool dependent_false_v = false;
 template <class Op, class Target>
 struct op_impl {
   static_assert(dependent_false_v<Target>,
-                "trellis: this op is not implemented for this target (no op_impl<Op, Target> "
+                "trellis: this target does not provide this op (no op_impl<Op, Target> "
                 "specialisation is visible: include the target's header, e.g. <trellis/cpu.hpp>)");
 };
 

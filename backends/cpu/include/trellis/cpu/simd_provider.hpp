@@ -159,7 +159,7 @@ struct simd_activation {
     return S::div(S::set(1.0f), S::add(S::set(1.0f), S::exp(S::sub(S::zero(), x))));
   }
 
-  /// ½·erfc(z/√2)... here: Φ(x) for any x.
+  /// Φ(x), the standard normal CDF, for any x: ½·erfc(|x|/√2) reflected for positive x.
   static vec normal_cdf(vec x) {
     const vec z = S::mul(S::abs(x), S::set(0.70710678118654752f));  // |x|/√2
     const vec t = S::div(S::set(1.0f), S::fma(S::set(0.5f), z, S::set(1.0f)));
