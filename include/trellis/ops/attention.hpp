@@ -161,7 +161,7 @@ TRELLIS_END_ISA_NAMESPACE
 struct attention_fn {
   template <class Target, tensor_view_of_rank<4> Q, tensor_view_of_rank<4> K, tensor_view_of_rank<4> V,
             tensor_view_of_rank<4> O>
-  void operator()(const Target& target, const Q& q, const K& k, const V& v, const O& o,
+  void operator()(Target&& target, const Q& q, const K& k, const V& v, const O& o,
                   const attention_options& opts = {}) const {
     using tq = typename Q::value_type;
     using to = typename O::value_type;
@@ -175,7 +175,7 @@ struct attention_fn {
     const const_view_t<V> vv = v;
     const auto shape = detail::validate_attention(detail::describe("q", qv), detail::describe("k", kv),
                                                   detail::describe("v", vv), detail::describe("o", o), opts);
-    op_impl<attention_fn, Target>::run(target, qv, kv, vv, o, shape.scale, opts);
+    op_impl<attention_fn, std::remove_cvref_t<Target>>::run(target, qv, kv, vv, o, shape.scale, opts);
   }
 };
 

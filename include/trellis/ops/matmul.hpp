@@ -105,7 +105,7 @@ inline constexpr bool is_packed_matrix_v = false;
 struct matmul_fn {
   template <class Target, tensor_view_of_rank<2> A, tensor_view_of_rank<2> B,
             tensor_view_of_rank<2> C>
-  void operator()(const Target& target, const A& a, const B& b, const C& c,
+  void operator()(Target&& target, const A& a, const B& b, const C& c,
                   const matmul_options& opts = {}) const {
     using ta = typename A::value_type;
     using tb = typename B::value_type;
@@ -121,14 +121,14 @@ struct matmul_fn {
     detail::validate_matmul(detail::describe("a", av), detail::describe("b", bv),
                             detail::describe("c", c), opts);
     // Hand the backend logical [M, K] and [K, N] views: a transpose is only a swap of strides.
-    op_impl<matmul_fn, Target>::run(target, opts.transpose_a ? av.transposed() : av,
+    op_impl<matmul_fn, std::remove_cvref_t<Target>>::run(target, opts.transpose_a ? av.transposed() : av,
                                     opts.transpose_b ? bv.transposed() : bv, c, opts);
   }
 
   /// C = epilogue(A·B) with B packed ahead of time by the target (its logical shape is [K, N]).
   template <class Target, tensor_view_of_rank<2> A, class PackedB, tensor_view_of_rank<2> C>
   requires is_packed_matrix_v<PackedB>
-  void operator()(const Target& target, const A& a, const PackedB& b, const C& c,
+  void operator()(Target&& target, const A& a, const PackedB& b, const C& c,
                   const matmul_options& opts = {}) const {
     using ta = typename A::value_type;
     static_assert(!std::is_const_v<typename C::element_type>, "matmul: c must be a mutable view");
@@ -143,7 +143,7 @@ struct matmul_fn {
     const const_view_t<A> av = a;
     const detail::operand packed{"b", b.data(), 1, 2, {b.k(), b.n()}, {b.n(), 1}};
     detail::validate_matmul(detail::describe("a", av), packed, detail::describe("c", c), opts);
-    op_impl<matmul_fn, Target>::run(target, opts.transpose_a ? av.transposed() : av, b, c, opts);
+    op_impl<matmul_fn, std::remove_cvref_t<Target>>::run(target, opts.transpose_a ? av.transposed() : av, b, c, opts);
   }
 };
 

@@ -99,13 +99,13 @@ struct layernorm_fn {
   template <class Target, class X, class Y>
     requires(is_tensor_view_v<std::remove_cvref_t<X>> && is_tensor_view_v<std::remove_cvref_t<Y>> &&
              std::remove_cvref_t<X>::rank <= 4 && std::remove_cvref_t<X>::rank == std::remove_cvref_t<Y>::rank)
-  void operator()(const Target& target, const X& x, const any_view& gamma, const any_view& beta, const Y& y,
+  void operator()(Target&& target, const X& x, const any_view& gamma, const any_view& beta, const Y& y,
                   const layernorm_options& opts = {}) const {
     detail::check_norm_types<X, Y>();
     const const_view_t<X> xv = x;
     const auto shape = detail::validate_norm("layernorm", detail::describe("x", xv), gamma, &beta,
                                              detail::describe("y", y), opts);
-    op_impl<layernorm_fn, Target>::run(target, xv, gamma, beta, y, shape.rows, shape.hidden, opts);
+    op_impl<layernorm_fn, std::remove_cvref_t<Target>>::run(target, xv, gamma, beta, y, shape.rows, shape.hidden, opts);
   }
 };
 
@@ -113,13 +113,13 @@ struct rmsnorm_fn {
   template <class Target, class X, class Y>
     requires(is_tensor_view_v<std::remove_cvref_t<X>> && is_tensor_view_v<std::remove_cvref_t<Y>> &&
              std::remove_cvref_t<X>::rank <= 4 && std::remove_cvref_t<X>::rank == std::remove_cvref_t<Y>::rank)
-  void operator()(const Target& target, const X& x, const any_view& gamma, const Y& y,
+  void operator()(Target&& target, const X& x, const any_view& gamma, const Y& y,
                   const rmsnorm_options& opts = {}) const {
     detail::check_norm_types<X, Y>();
     const const_view_t<X> xv = x;
     const auto shape =
         detail::validate_norm("rmsnorm", detail::describe("x", xv), gamma, nullptr, detail::describe("y", y), opts);
-    op_impl<rmsnorm_fn, Target>::run(target, xv, gamma, y, shape.rows, shape.hidden, opts);
+    op_impl<rmsnorm_fn, std::remove_cvref_t<Target>>::run(target, xv, gamma, y, shape.rows, shape.hidden, opts);
   }
 };
 
