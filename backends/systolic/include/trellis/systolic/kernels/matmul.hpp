@@ -167,13 +167,15 @@ inline matmul_policy resolve_matmul_policy(const matmul_policy& requested, const
       q.bufs = or_default(q.bufs, 2);
       break;
     case matmul_variant::default_: {
+      // 16 × 2 × 4 tiles, double-buffered: the best of `trellis-sim tune matmul` at the tutorial shape on
+      // trn1 and trn2 (docs/systolic-model.md); smaller M blocks where SBUF is short.
       const bool shrink_m = requested.block_m == 0;
       q.block_m = or_default(q.block_m, 16);
       q.block_n = or_default(q.block_n, 2);
-      q.block_k = or_default(q.block_k, 8);
+      q.block_k = or_default(q.block_k, 4);
       q.bufs = or_default(q.bufs, 2);
       const std::size_t in_bytes = size_of(p.a.type), out_bytes = size_of(p.c.type);
-      const std::size_t budget = spec.memory.sbuf_bytes_per_partition * 9 / 10;
+      const std::size_t budget = spec.memory.sbuf_bytes_per_partition;
       const bool bias = p.epilogue.bias.present();
       const std::size_t partial_bufs = ceil_div(k_tiles, q.block_k) > 1 ? 2 : 0;
       while (shrink_m && q.block_m > 1 && detail::blocked_footprint(q, in_bytes, out_bytes, partial_bufs, bias) > budget)
