@@ -9,6 +9,8 @@
 // with their record: the one place a scheduler attaches, so kernels do not change when timing comes.
 
 #include <cstddef>
+#include <memory>
+#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,15 +57,40 @@ class core_state {
   /// Forgets the instruction log and the timeline (the memories keep their tiles).
   void clear_records() {
     records_.clear();
+    operands_.clear();
     scheduler_.clear();
   }
 
   /// Called by every instruction once it has validated (and, when functional, computed): logs it and
   /// times it on its engine's stream (timing/scheduler.hpp).
   void issue(instruction_record record) {
-    record.index = issued_++;
+    operand_record* stored = operands_.reserve(record.operands.size());
+    for (std::size_t i = 0; i < record.operands.size(); ++i) stored[i] = record.operands[i];
+    record.operands = operand_list::view(stored, record.operands.size());
     records_.push_back(std::move(record));
-    scheduler_.schedule(records_.back());
+    operands_.commit(records_.back().operands.size());
+    finish_issue();
+  }
+
+  /// The instructions' fast path to issue(): begin_issue() appends a record (its operands stored by the
+  /// core), the instruction fills it in and adds at most operand_capacity operands with add_operand(),
+  /// then calls finish_issue(). Nothing between the two may throw.
+  static constexpr std::size_t operand_capacity = 8;
+  instruction_record& begin_issue(engine unit, opcode op, std::source_location where) {
+    operand_record* stored = operands_.reserve(operand_capacity);
+    instruction_record& r = records_.emplace_back();
+    r.unit = unit;
+    r.op = op;
+    r.where = where;
+    r.operands = operand_list::view(stored, 0);
+    return r;
+  }
+  void add_operand(const operand_record& o) noexcept { records_.back().operands.append_in_place(o); }
+  void finish_issue() {
+    instruction_record& r = records_.back();
+    operands_.commit(r.operands.size());
+    r.index = issued_++;
+    scheduler_.schedule(r);
     scheduler_.sample_occupancy(sbuf.bytes_in_use(), psum.bytes_in_use());
   }
 
@@ -89,9 +116,48 @@ class core_state {
   }
 
  private:
+  /// Storage for the operands of records_: blocks that never move, so that records can view them.
+  class operand_store {
+   public:
+    /// Room for n contiguous operands (not yet committed).
+    operand_record* reserve(std::size_t n) {
+      if (std::size_t(end_ - next_) < n) next_block(n);
+      return next_;
+    }
+    void commit(std::size_t n) noexcept { next_ += n; }
+    void clear() noexcept {
+      block_ = 0;
+      next_ = end_ = nullptr;
+      if (!blocks_.empty()) {
+        next_ = blocks_[0].data.get();
+        end_ = next_ + blocks_[0].size;
+      }
+    }
+
+   private:
+    static constexpr std::size_t block_operands = 8192;
+    struct block {
+      std::unique_ptr<operand_record[]> data;
+      std::size_t size;
+    };
+    void next_block(std::size_t n) {
+      const std::size_t size = n > block_operands ? n : block_operands;
+      if (next_ != nullptr) ++block_;
+      while (block_ < blocks_.size() && blocks_[block_].size < size) ++block_;  // (only a huge record skips)
+      if (block_ == blocks_.size()) blocks_.push_back({std::make_unique_for_overwrite<operand_record[]>(size), size});
+      next_ = blocks_[block_].data.get();
+      end_ = next_ + blocks_[block_].size;
+    }
+    std::vector<block> blocks_;
+    std::size_t block_ = 0;
+    operand_record* next_ = nullptr;
+    operand_record* end_ = nullptr;
+  };
+
   const machine_spec* spec_;
   core_options options_;
   std::vector<instruction_record> records_;
+  operand_store operands_;
   timing::scheduler scheduler_;
   std::uint64_t issued_ = 0;
   std::size_t next_queue_ = 0;

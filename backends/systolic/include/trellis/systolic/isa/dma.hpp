@@ -50,11 +50,12 @@ inline void dma_copy(core_state& nc, const region& dst, const region& src, dma_o
         for (std::size_t c = 0; c < dst.cols; ++c) store_element(dst.type, dst.element(r, c), load_element(src.type, src.element(r, c)));
     }
   }
-  instruction_record rec = detail::record(engine::dma, opcode::dma_copy, where);
+  instruction_record& rec = nc.begin_issue(engine::dma, opcode::dma_copy, where);
   rec.dma_queue = options.queue >= 0 ? options.queue : nc.next_dma_queue();
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
   rec.attributes.transpose = options.transpose;
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 }  // namespace trellis::systolic::isa

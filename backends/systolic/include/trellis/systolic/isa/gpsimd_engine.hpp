@@ -24,10 +24,10 @@ inline void iota(core_state& nc, const region& dst, affine_expression expression
       for (std::size_t f = 0; f < dst.cols; ++f) y[p * dst.cols + f] = static_cast<float>(expression.at(p, f));
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(unit, opcode::iota, where);
-  rec.operands = {describe("dst", dst, true)};
+  instruction_record& rec = nc.begin_issue(unit, opcode::iota, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
   rec.attributes.value = static_cast<float>(expression.base);
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 /// dst[p, f] = (expression(p, f) compare 0) ? src[p, f] : on_false. With base = row offset, channel_multiplier
@@ -54,11 +54,12 @@ inline void affine_select(core_state& nc, const region& dst, const region& src, 
       }
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(unit, opcode::affine_select, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
+  instruction_record& rec = nc.begin_issue(unit, opcode::affine_select, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
   rec.attributes.op0 = options.compare;
   rec.attributes.value = static_cast<float>(expression.base);
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 }  // namespace trellis::systolic::isa

@@ -42,15 +42,16 @@ inline void activation(core_state& nc, const region& dst, const region& src, act
     detail::scatter(dst, y.data());
     if (options.reduce_out.present()) detail::scatter(options.reduce_out, sums.data());
   }
-  instruction_record rec = detail::record(unit, opcode::activation, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  if (options.scale.is_vector()) rec.operands.push_back(describe("scale", options.scale.vector(), false));
-  if (options.bias.present()) rec.operands.push_back(describe("bias", options.bias, false));
-  if (options.reduce_out.present()) rec.operands.push_back(describe("reduce_out", options.reduce_out, true));
+  instruction_record& rec = nc.begin_issue(unit, opcode::activation, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  if (options.scale.is_vector()) nc.add_operand(describe(operand_role::scale, options.scale.vector(), false));
+  if (options.bias.present()) nc.add_operand(describe(operand_role::bias, options.bias, false));
+  if (options.reduce_out.present()) nc.add_operand(describe(operand_role::reduce_out, options.reduce_out, true));
   rec.attributes.func = func;
   rec.attributes.reduce = options.reduce_out.present();
   rec.attributes.value = options.scale.value();
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 }  // namespace trellis::systolic::isa

@@ -80,11 +80,13 @@ inline void nc_matmul(core_state& nc, const region& dst, const region& stationar
     }
     detail::scatter(dst, c.data());
   }
-  instruction_record rec = detail::record(engine::tensor, opcode::nc_matmul, where);
-  rec.operands = {describe("dst", dst, true), describe("stationary", stationary, false), describe("moving", moving, false)};
-  if (options.accumulate) rec.operands.push_back(describe("dst", dst, false));  // an accumulation also reads PSUM
+  instruction_record& rec = nc.begin_issue(engine::tensor, opcode::nc_matmul, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::stationary, stationary, false));
+  nc.add_operand(describe(operand_role::moving, moving, false));
+  if (options.accumulate) nc.add_operand(describe(operand_role::dst, dst, false));  // an accumulation also reads PSUM
   rec.attributes.accumulate = options.accumulate;
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 /// dst[F, P] = src[P, F]ᵀ. Tensor Engine: SBUF → PSUM, up to pe_rows × pe_columns; dst keeps src's dtype on
@@ -131,9 +133,10 @@ inline void nc_transpose(core_state& nc, const region& dst, const region& src, n
       for (std::size_t f = 0; f < src.cols; ++f) out[f * src.rows + p] = in[p * src.cols + f];
     detail::scatter(dst, out.data());
   }
-  instruction_record rec = detail::record(options.unit, opcode::nc_transpose, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  nc.issue(std::move(rec));
+  nc.begin_issue(options.unit, opcode::nc_transpose, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  nc.finish_issue();
 }
 
 }  // namespace trellis::systolic::isa

@@ -30,10 +30,12 @@ inline void tensor_tensor(core_state& nc, const region& dst, const region& in0, 
     for (std::size_t i = 0; i < y.size(); ++i) y[i] = apply(op, a[i], b[i]);
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(options.unit, opcode::tensor_tensor, where);
-  rec.operands = {describe("dst", dst, true), describe("in0", in0, false), describe("in1", in1, false)};
+  instruction_record& rec = nc.begin_issue(options.unit, opcode::tensor_tensor, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::in0, in0, false));
+  nc.add_operand(describe(operand_role::in1, in1, false));
   rec.attributes.op0 = op;
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 /// dst = (src op0 operand0) op1 operand1: two chained ops with per-partition scalars or immediates.
@@ -62,13 +64,14 @@ inline void tensor_scalar(core_state& nc, const region& dst, const region& src, 
       }
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(options.unit, opcode::tensor_scalar, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  if (operand0.is_vector()) rec.operands.push_back(describe("operand0", operand0.vector(), false));
-  if (options.operand1.is_vector()) rec.operands.push_back(describe("operand1", options.operand1.vector(), false));
+  instruction_record& rec = nc.begin_issue(options.unit, opcode::tensor_scalar, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  if (operand0.is_vector()) nc.add_operand(describe(operand_role::operand0, operand0.vector(), false));
+  if (options.operand1.is_vector()) nc.add_operand(describe(operand_role::operand1, options.operand1.vector(), false));
   rec.attributes.op0 = op0;
   rec.attributes.op1 = options.op1;
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 /// dst[p, 0] = reduction of src[p, :] along the free axis (fp32, in order), optionally negated.
@@ -91,10 +94,11 @@ inline void tensor_reduce(core_state& nc, const region& dst, const region& src, 
     }
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(options.unit, opcode::tensor_reduce, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
+  instruction_record& rec = nc.begin_issue(options.unit, opcode::tensor_reduce, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
   rec.attributes.op0 = op;
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 /// dst = src, casting to dst's dtype (PSUM eviction, dtype conversion).
@@ -110,9 +114,10 @@ inline void tensor_copy(core_state& nc, const region& dst, const region& src, en
     const std::vector<float> x = detail::gather(src);
     detail::scatter(dst, x.data());
   }
-  instruction_record rec = detail::record(options.unit, opcode::tensor_copy, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  nc.issue(std::move(rec));
+  nc.begin_issue(options.unit, opcode::tensor_copy, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  nc.finish_issue();
 }
 
 /// The six values bn_stats writes per partition. AWS does not publish the hardware's layout; the model
@@ -155,9 +160,10 @@ inline void bn_stats(core_state& nc, const region& dst, const region& src,
       }
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(unit, opcode::bn_stats, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  nc.issue(std::move(rec));
+  nc.begin_issue(unit, opcode::bn_stats, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  nc.finish_issue();
 }
 
 /// dst[P, 2] = (mean, population variance) of all elements summarised by src[P, 6·chunks] (bn_stats outputs
@@ -193,9 +199,10 @@ inline void bn_aggr(core_state& nc, const region& dst, const region& src,
     }
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(unit, opcode::bn_aggr, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  nc.issue(std::move(rec));
+  nc.begin_issue(unit, opcode::bn_aggr, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  nc.finish_issue();
 }
 
 /// dst = value (rounded to dst's dtype).
@@ -208,10 +215,10 @@ inline void memset(core_state& nc, const region& dst, float value, engine_option
     const std::vector<float> y(dst.elements(), value);
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(options.unit, opcode::memset, where);
-  rec.operands = {describe("dst", dst, true)};
+  instruction_record& rec = nc.begin_issue(options.unit, opcode::memset, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
   rec.attributes.value = value;
-  nc.issue(std::move(rec));
+  nc.finish_issue();
 }
 
 /// dst = 1 / src, element-wise, on the Vector Engine.
@@ -228,9 +235,10 @@ inline void reciprocal(core_state& nc, const region& dst, const region& src,
     for (float& v : y) v = 1.0f / v;
     detail::scatter(dst, y.data());
   }
-  instruction_record rec = detail::record(unit, opcode::reciprocal, where);
-  rec.operands = {describe("dst", dst, true), describe("src", src, false)};
-  nc.issue(std::move(rec));
+  nc.begin_issue(unit, opcode::reciprocal, where);
+  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(describe(operand_role::src, src, false));
+  nc.finish_issue();
 }
 
 }  // namespace trellis::systolic::isa

@@ -49,54 +49,75 @@ struct constraint {
 
 class access_tracker {
  public:
+  using location = footprint_index::location;
+
+  /// Where f lies in the index; an access computes this once for its ready() and its record().
+  location locate(const footprint& f) { return index_.prepare(f); }
+
   /// When an access by `stream` (whose last instruction was `previous`) may start.
   constraint ready(const footprint& f, bool write, std::uint32_t stream, std::uint64_t previous) {
     constraint c;
-    std::uint64_t first = 0;  // sequence number of the entry that set c (the earliest among equals wins)
-    index_.candidates(f, [&](std::uint32_t id) {
-      const entry& e = entries_[id];
-      if (!(e.write || write) || !e.where.overlaps(f)) return;
-      const double t = e.stream == stream ? e.same_ns : e.other_ns;
-      if (t > c.time_ns || (t == c.time_ns && t > 0 && e.sequence < first)) {
-        c.time_ns = t;
-        c.cause = write ? stall_cause::buffer : e.from_dma ? stall_cause::dma : stall_cause::engine;
-        first = e.sequence;
-      }
-      if (!write && e.stream == stream && e.instruction == previous) c.serial = true;
-    });
+    std::uint64_t first = 0;
+    index_.candidates(f, [&](std::uint32_t id) { consider(id, f, write, stream, previous, c, first); });
+    return c;
+  }
+  /// The same, for f at `where` (locate(f)).
+  constraint ready(const footprint& f, const location& where, bool write, std::uint32_t stream, std::uint64_t previous) {
+    constraint c;
+    std::uint64_t first = 0;
+    index_.candidates(f, where, [&](std::uint32_t id) { consider(id, f, write, stream, previous, c, first); });
     return c;
   }
 
   /// Records an access: others may use the region after other_ns, the same stream after same_ns.
   void record(const footprint& f, bool write, std::uint32_t stream, bool from_dma, std::uint64_t instruction,
               double other_ns, double same_ns) {
+    record(f, locate(f), write, stream, from_dma, instruction, other_ns, same_ns);
+  }
+  /// The same, for f at `where` (locate(f), computed before any other access was recorded since).
+  void record(const footprint& f, const location& where, bool write, std::uint32_t stream, bool from_dma,
+              std::uint64_t instruction, double other_ns, double same_ns) {
     // An entry fully inside a new write is dominated by it (the write waited for it and ends later); a read
     // entry inside a new read that frees the region no earlier is dominated for every later writer.
     dominated_.clear();
-    index_.candidates(f, [&](std::uint32_t id) {
+    index_.candidates(f, where, [&](std::uint32_t id) {
       const entry& e = entries_[id];
       if (f.covers(e.where) && (write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) dominated_.push_back(id);
     });
-    for (std::uint32_t id : dominated_) {
-      index_.erase(id);
-      free_.push_back(id);
+    // A dominated entry in the same cells is overwritten in place (entry ids are not observable: the
+    // answers depend on the entries' sequence numbers only); the others leave the index.
+    std::uint32_t id = no_entry;
+    for (std::uint32_t d : dominated_) {
+      if (id == no_entry && index_.location_of(d).same_cells(where)) {
+        id = d;
+        continue;
+      }
+      index_.erase(d);
+      free_.push_back(d);
     }
-    std::uint32_t id;
+    const entry e{f, write, from_dma, stream, instruction, other_ns, same_ns, next_sequence_++};
+    if (id != no_entry) {
+      entries_[id] = e;
+      index_.replace(id, f, where);
+      return;
+    }
     if (free_.empty()) {
       id = std::uint32_t(entries_.size());
-      entries_.emplace_back();
+      entries_.push_back(e);
     } else {
       id = free_.back();
       free_.pop_back();
+      entries_[id] = e;
     }
-    entries_[id] = {f, write, from_dma, stream, instruction, other_ns, same_ns, next_sequence_++};
-    index_.insert(id, f);
+    index_.insert(id, f, where);
   }
 
   /// Entries held (recorded and not yet dominated).
   std::size_t size() const noexcept { return entries_.size() - free_.size(); }
 
  private:
+  static constexpr std::uint32_t no_entry = ~std::uint32_t{0};
+
   struct entry {
     footprint where;
     bool write;
@@ -106,6 +127,21 @@ class access_tracker {
     double other_ns, same_ns;
     std::uint64_t sequence;  ///< recording order
   };
+
+  /// Entry `id`'s constraint on the access: the latest wins, the earliest recorded among equally late ones.
+  void consider(std::uint32_t id, const footprint& f, bool write, std::uint32_t stream, std::uint64_t previous, constraint& c,
+                std::uint64_t& first) const noexcept {
+    const entry& e = entries_[id];
+    if (!(e.write || write) || !e.where.overlaps(f)) return;
+    const double t = e.stream == stream ? e.same_ns : e.other_ns;
+    if (t > c.time_ns || (t == c.time_ns && t > 0 && e.sequence < first)) {
+      c.time_ns = t;
+      c.cause = write ? stall_cause::buffer : e.from_dma ? stall_cause::dma : stall_cause::engine;
+      first = e.sequence;
+    }
+    if (!write && e.stream == stream && e.instruction == previous) c.serial = true;
+  }
+
   std::vector<entry> entries_;         ///< by id; ids on free_ are unused
   std::vector<std::uint32_t> free_;
   std::vector<std::uint32_t> dominated_;  ///< scratch for record()

@@ -3,7 +3,9 @@
 // in a power-of-two table: a lookup is one hash and, almost always, one probe — std::unordered_map costs
 // a node walk and an allocation per new key, which showed in the profile at several lookups per operand.
 // Keys are never removed (an emptied cell keeps its slot and its list's capacity): kernels revisit the
-// same tiles, so the table stops growing once every tile of the kernel has been touched.
+// same tiles, so the table stops growing once every tile of the kernel has been touched. A cell is also
+// known by its index (stable for the life of the map), so that an access looks its cells up once and
+// then uses the indices for its query, its update and, later, its removal.
 
 #include <cstddef>
 #include <cstdint>
@@ -13,32 +15,99 @@ namespace trellis::systolic::timing {
 
 class cell_map {
  public:
-  using list = std::vector<std::uint32_t>;
+  /// A cell's entry ids: the first few inline, the rest on the heap.
+  class list {
+   public:
+    list() noexcept = default;
+    list(const list&) = delete;
+    list& operator=(const list&) = delete;
+    list(list&& o) noexcept : size_(o.size_), capacity_(o.capacity_) {
+      if (o.capacity_ > inline_capacity) {
+        heap_ = o.heap_;
+        o.capacity_ = inline_capacity;
+        o.size_ = 0;
+      } else {
+        for (std::uint32_t i = 0; i < size_; ++i) inline_[i] = o.inline_[i];
+      }
+    }
+    ~list() {
+      if (capacity_ > inline_capacity) delete[] heap_;
+    }
 
-  /// The list of `key`, or null when the key was never inserted.
-  const list* find(std::uint64_t key) const noexcept {
-    if (keys_.empty()) return nullptr;
+    std::uint32_t size() const noexcept { return size_; }
+    const std::uint32_t* begin() const noexcept { return data(); }
+    const std::uint32_t* end() const noexcept { return data() + size_; }
+    std::uint32_t operator[](std::uint32_t i) const noexcept { return data()[i]; }
+
+    void push_back(std::uint32_t id) {
+      if (size_ == capacity_) grow();
+      data()[size_++] = id;
+    }
+    /// Removes `id` (order within a cell does not matter: the tracker orders entries by sequence number).
+    void remove(std::uint32_t id) noexcept {
+      std::uint32_t* d = data();
+      for (std::uint32_t i = 0; i < size_; ++i)
+        if (d[i] == id) {
+          d[i] = d[--size_];
+          return;
+        }
+    }
+
+   private:
+    static constexpr std::uint32_t inline_capacity = 6;
+    std::uint32_t* data() noexcept { return capacity_ > inline_capacity ? heap_ : inline_; }
+    const std::uint32_t* data() const noexcept { return capacity_ > inline_capacity ? heap_ : inline_; }
+    void grow() {
+      const std::uint32_t capacity = capacity_ * 2;
+      auto* d = new std::uint32_t[capacity];
+      const std::uint32_t* old = data();
+      for (std::uint32_t i = 0; i < size_; ++i) d[i] = old[i];
+      if (capacity_ > inline_capacity) delete[] heap_;
+      heap_ = d;
+      capacity_ = capacity;
+    }
+    std::uint32_t size_ = 0, capacity_ = inline_capacity;
+    union {
+      std::uint32_t inline_[inline_capacity];
+      std::uint32_t* heap_;
+    };
+  };
+
+  static constexpr std::uint32_t none = ~std::uint32_t{0};
+
+  /// The index of `key`'s cell, or none when the key was never inserted.
+  std::uint32_t find(std::uint64_t key) const noexcept {
+    if (keys_.empty()) return none;
     for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
       const std::uint32_t c = cells_of_[i];
-      if (c == none) return nullptr;
-      if (keys_[i] == key) return &lists_[c];
+      if (c == none || keys_[i] == key) return c;
     }
   }
 
-  /// The list of `key`, created empty on first use.
-  list& at(std::uint64_t key) {
+  /// The index of `key`'s cell, created (empty) on first use.
+  std::uint32_t index(std::uint64_t key) {
     if ((lists_.size() + 1) * 4 > keys_.size() * 3) grow();  // load factor ≤ ¾
     std::size_t i = slot_of(key);
     for (; cells_of_[i] != none; i = (i + 1) & mask_)
-      if (keys_[i] == key) return lists_[cells_of_[i]];
+      if (keys_[i] == key) return cells_of_[i];
     keys_[i] = key;
     cells_of_[i] = std::uint32_t(lists_.size());
-    return lists_.emplace_back();
+    lists_.emplace_back();
+    return cells_of_[i];
   }
 
- private:
-  static constexpr std::uint32_t none = ~std::uint32_t{0};
+  list& operator[](std::uint32_t cell) noexcept { return lists_[cell]; }
+  const list& operator[](std::uint32_t cell) const noexcept { return lists_[cell]; }
 
+  /// The list of `key`, or null when the key was never inserted.
+  const list* find_list(std::uint64_t key) const noexcept {
+    const std::uint32_t c = find(key);
+    return c == none ? nullptr : &lists_[c];
+  }
+  /// The list of `key`, created empty on first use.
+  list& at(std::uint64_t key) { return lists_[index(key)]; }
+
+ private:
   std::size_t slot_of(std::uint64_t key) const noexcept {
     key ^= key >> 31;  // keys are (row block, column block) mixes: spread both halves over the table
     return std::size_t((key * 0x9e3779b97f4a7c15ull) >> shift_);  // Fibonacci hashing: the top bits

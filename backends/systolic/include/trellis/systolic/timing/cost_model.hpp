@@ -32,6 +32,7 @@ inline double engine_ghz(const machine_spec& s, engine e) noexcept {
   return 1.0;
 }
 
+/// The first operand of `r` whose role is named `role`, or null (find_operand(r, operand_role) is faster).
 inline const operand_record* find_operand(const instruction_record& r, const char* role) noexcept {
   for (const operand_record& o : r.operands)
     if (std::strcmp(o.role, role) == 0) return &o;
@@ -48,8 +49,8 @@ struct engine_cost {
 inline engine_cost instruction_cost(const instruction_record& r, const machine_spec& s) {
   const double min_ii = s.access.min_initiation_cycles;
   const operand_record* dst = r.operands.empty() ? nullptr : &r.operands[0];
-  const operand_record* src = find_operand(r, "src");
-  if (!src) src = find_operand(r, "in0");
+  const operand_record* src = find_operand(r, operand_role::src);
+  if (!src) src = find_operand(r, operand_role::in0);
   const double n = double(src ? src->cols : dst ? dst->cols : 0);
   // "an innermost stride > 16 bytes halves the interface bandwidth": the N-dependent term doubles.
   double stride_factor = 1;
@@ -68,8 +69,8 @@ inline engine_cost instruction_cost(const instruction_record& r, const machine_s
   switch (r.op) {
     case opcode::dma_copy: return {};
     case opcode::nc_matmul: {
-      const operand_record* st = find_operand(r, "stationary");
-      const operand_record* mv = find_operand(r, "moving");
+      const operand_record* st = find_operand(r, operand_role::stationary);
+      const operand_record* mv = find_operand(r, operand_role::moving);
       double c = std::max(std::min(matmul_stationary_cap, double(st->cols)), double(mv->cols) * stride_factor);
       if (mv->type == dtype::f32) c *= double(s.matmul.fp32_rate_divisor);  // "×4 for fp32"
       if (mv->type == dtype::f8e4m3 || mv->type == dtype::f8e5m2) c /= double(s.matmul.fp8_rate_multiplier);
@@ -100,7 +101,7 @@ inline engine_cost instruction_cost(const instruction_record& r, const machine_s
     }
     case opcode::bn_stats: return floor_ii(n);
     case opcode::tensor_tensor: {
-      const operand_record* in1 = find_operand(r, "in1");
+      const operand_record* in1 = find_operand(r, operand_role::in1);
       const bool psum_input = src->space == memory_space::psum || in1->space == memory_space::psum;
       const alu_op op = r.attributes.op0;
       const bool simple = op == alu_op::add || op == alu_op::multiply || op == alu_op::subtract;
@@ -140,13 +141,13 @@ struct flop_count {
 inline flop_count instruction_flops(const instruction_record& r, const machine_spec& s) {
   const double array = double(s.matmul.pe_rows * s.matmul.pe_columns);
   if (r.op == opcode::nc_matmul) {
-    const operand_record* st = find_operand(r, "stationary");
-    const operand_record* mv = find_operand(r, "moving");
+    const operand_record* st = find_operand(r, operand_role::stationary);
+    const operand_record* mv = find_operand(r, operand_role::moving);
     const double k = double(st->rows), m = double(st->cols), n = double(mv->cols);
     return {2 * k * m * n, 2 * array * n, k * m};
   }
   if (r.op == opcode::nc_transpose && r.unit == engine::tensor) {  // identity matmul: N = P moving columns
-    const operand_record* src = find_operand(r, "src");
+    const operand_record* src = find_operand(r, operand_role::src);
     return {0, 2 * array * double(src->rows), 0};
   }
   return {};

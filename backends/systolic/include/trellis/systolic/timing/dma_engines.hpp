@@ -28,7 +28,7 @@ struct dma_span {
 
 class dma_engine_pool {
  public:
-  explicit dma_engine_pool(std::size_t engines) : free_(engines, 0.0), span_of_(engines, none) {
+  explicit dma_engine_pool(std::size_t engines) : free_(engines, 0.0), span_of_(engines, none), current_(engines) {
     ring_.reserve(engines);
     for (std::size_t e = 0; e < engines; ++e) ring_.push_back({0.0, std::uint16_t(e)});
   }
@@ -40,24 +40,25 @@ class dma_engine_pool {
   /// none starting before `start_ns`; appends one span per engine used. Returns when the last one ends
   /// (start_ns when there are none).
   double assign(double start_ns, std::size_t packets, std::size_t group, double per_packet, std::vector<dma_span>& spans) {
-    const std::size_t first_span = spans.size();
+    used_ = 0;
     double end = start_ns;
     std::size_t full = group == 0 ? 0 : packets / group;  // jobs of `group` packets, then one of the rest
     const double duration = per_packet * double(group);
     while (full > 0) {
       if (full >= ring_.size()) {
-        const std::size_t rounds = assign_rounds(start_ns, full / ring_.size(), duration, std::uint32_t(group), spans, first_span, end);
+        const std::size_t rounds = assign_rounds(start_ns, full / ring_.size(), duration, std::uint32_t(group), end);
         full -= rounds * ring_.size();
         if (rounds > 0) continue;
       }
-      assign_one(start_ns, std::uint32_t(group), duration, spans, first_span, end);
+      assign_one(start_ns, std::uint32_t(group), duration, end);
       --full;
     }
     if (group != 0 && packets % group != 0) {
       const std::size_t rest = packets % group;
-      assign_one(start_ns, std::uint32_t(rest), per_packet * double(rest), spans, first_span, end);
+      assign_one(start_ns, std::uint32_t(rest), per_packet * double(rest), end);
     }
-    for (std::size_t i = first_span; i < spans.size(); ++i) span_of_[spans[i].engine] = none;
+    spans.insert(spans.end(), current_.begin(), current_.begin() + std::ptrdiff_t(used_));
+    for (std::size_t i = 0; i < used_; ++i) span_of_[current_[i].engine] = none;
     return end;
   }
 
@@ -72,8 +73,7 @@ class dma_engine_pool {
   };
 
   /// One job of n packets to the engine that frees first.
-  void assign_one(double start_ns, std::uint32_t n, double duration, std::vector<dma_span>& spans, std::size_t first_span,
-                  double& end) {
+  void assign_one(double start_ns, std::uint32_t n, double duration, double& end) {
     const slot head = ring_[head_];
     const double s = start_ns > head.free ? start_ns : head.free;
     const slot moved{s + duration, head.engine};
@@ -82,10 +82,10 @@ class dma_engine_pool {
     end = end > moved.free ? end : moved.free;
     std::uint32_t& k = span_of_[moved.engine];
     if (k == none) {
-      k = std::uint32_t(spans.size() - first_span);
-      spans.push_back({moved.engine, n, s, moved.free});
+      k = std::uint32_t(used_++);
+      current_[k] = {moved.engine, n, s, moved.free};
     } else {
-      dma_span& sp = spans[first_span + k];
+      dma_span& sp = current_[k];
       sp.packets += n;
       sp.end_ns = moved.free;
     }
@@ -95,27 +95,47 @@ class dma_engine_pool {
   /// engine by engine: every engine's new time sorts after every old time, so the jobs take the engines
   /// in ring order. Each engine's chain of additions is the same; only the bookkeeping is per round, in
   /// plain loops over the engines' times that the compiler vectorises. Returns the rounds done.
-  std::size_t assign_rounds(double start_ns, std::size_t max_rounds, double duration, std::uint32_t n,
-                            std::vector<dma_span>& spans, std::size_t first_span, double& end) {
+  std::size_t assign_rounds(double start_ns, std::size_t max_rounds, double duration, std::uint32_t n, double& end) {
     const std::size_t size = ring_.size();
     if (size > max_lanes) return 0;
-    std::array<double, max_lanes> f{}, v{};
-    std::array<std::uint16_t, max_lanes> e{};
+    const std::size_t tail = head_ == 0 ? size - 1 : head_ - 1;
+    if (ring_[head_].free == ring_[tail].free) {
+      // All engines free together (so the ring runs in engine order): every round keeps them so, and the
+      // rounds are one chain of additions, shared by all engines.
+      const double f0 = ring_[head_].free;
+      double f = f0, s0 = 0;
+      std::size_t rounds = 0;
+      for (; rounds < max_rounds; ++rounds) {
+        const double s = start_ns > f ? start_ns : f, next = s + duration;
+        if (!(next > f)) break;
+        if (rounds == 0) s0 = s;
+        f = next;
+      }
+      if (rounds == 0) return 0;
+      for (std::size_t k = 0, i = head_; k < size; ++k, i = i + 1 == size ? 0 : i + 1) {
+        const std::uint16_t e = ring_[i].engine;
+        ring_[i].free = f;
+        free_[e] = f;
+        std::uint32_t& at = span_of_[e];
+        if (at == none) {
+          at = std::uint32_t(used_++);
+          current_[at] = {e, std::uint32_t(rounds) * n, s0, f};
+        } else {
+          current_[at].packets += std::uint32_t(rounds) * n;
+          current_[at].end_ns = f;
+        }
+      }
+      end = end > f ? end : f;
+      return rounds;
+    }
+    std::array<double, max_lanes> f, v;
+    std::array<std::uint16_t, max_lanes> e;
     for (std::size_t k = 0; k < size; ++k) {
       const slot& sl = ring_[head_ + k < size ? head_ + k : head_ + k - size];
       f[k] = sl.free;
       e[k] = sl.engine;
     }
     std::size_t rounds = 0;
-    if (f[0] == f[size - 1]) {  // all engines free together (sorted by index): every round keeps them so
-      for (; rounds < max_rounds; ++rounds) {
-        const double s = start_ns > f[0] ? start_ns : f[0], next = s + duration;
-        if (!(next > f[0])) break;
-        if (rounds == 0) open_spans(e.data(), size, s, spans, first_span);
-        f[0] = next;
-      }
-      for (std::size_t k = 1; k < size; ++k) f[k] = f[0];
-    }
     for (; rounds < max_rounds; ++rounds) {
       const double last_free = f[size - 1];  // the ring is sorted: the latest old time
       const std::uint16_t last_engine = e[size - 1];
@@ -127,7 +147,7 @@ class dma_engine_pool {
       if (!in_order) break;
       for (std::size_t k = 1; k < size; ++k) sorted &= (v[k - 1] < v[k]) | ((v[k - 1] == v[k]) & (e[k - 1] < e[k]));
       if (rounds == 0)  // first jobs of this batch: engines new to the transfer open their spans, in job order
-        for (std::size_t k = 0; k < size; ++k) open_spans(&e[k], 1, start_ns > f[k] ? start_ns : f[k], spans, first_span);
+        for (std::size_t k = 0; k < size; ++k) open_span(e[k], start_ns > f[k] ? start_ns : f[k]);
       f = v;
       if (!sorted) {  // equal new times (engines idle at the start all end together) go by engine index
         std::array<slot, max_lanes> order;
@@ -141,7 +161,7 @@ class dma_engine_pool {
     for (std::size_t k = 0; k < size; ++k) {
       ring_[k] = {f[k], e[k]};
       free_[e[k]] = f[k];
-      dma_span& sp = spans[first_span + span_of_[e[k]]];
+      dma_span& sp = current_[span_of_[e[k]]];
       sp.packets += std::uint32_t(rounds) * n;
       sp.end_ns = f[k];
     }
@@ -149,13 +169,12 @@ class dma_engine_pool {
     return rounds;
   }
 
-  /// Opens a span starting at s for each of these engines that has none in the current transfer.
-  void open_spans(const std::uint16_t* engines, std::size_t count, double s, std::vector<dma_span>& spans, std::size_t first_span) {
-    for (std::size_t k = 0; k < count; ++k)
-      if (span_of_[engines[k]] == none) {
-        span_of_[engines[k]] = std::uint32_t(spans.size() - first_span);
-        spans.push_back({engines[k], 0, s, s});
-      }
+  /// Opens a span starting at s for the engine, unless it has one in the current transfer.
+  void open_span(std::uint16_t engine, double s) noexcept {
+    if (span_of_[engine] == none) {
+      span_of_[engine] = std::uint32_t(used_++);
+      current_[span_of_[engine]] = {engine, 0, s, s};
+    }
   }
 
   /// Replaces the head (the engine just used) by `moved`, keeping the ring sorted.
@@ -181,7 +200,9 @@ class dma_engine_pool {
   std::vector<double> free_;          ///< by engine
   std::vector<slot> ring_;            ///< sorted by (free, engine) from head_, cyclically
   std::size_t head_ = 0;
-  std::vector<std::uint32_t> span_of_;  ///< by engine: its span in the current transfer, or none
+  std::vector<std::uint32_t> span_of_;  ///< by engine: its span in current_, or none
+  std::vector<dma_span> current_;       ///< the spans of the transfer being assigned, in order of first use
+  std::size_t used_ = 0;
 };
 
 }  // namespace trellis::systolic::timing

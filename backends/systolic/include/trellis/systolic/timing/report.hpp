@@ -69,7 +69,7 @@ inline report make_report(const machine_spec& spec, const std::vector<instructio
     r.model_flops += f.model;
     r.hardware_flops += f.hardware;
     if (rec.op == opcode::nc_matmul) {
-      const double n = double(find_operand(rec, "moving")->cols);
+      const double n = double(find_operand(rec, operand_role::moving)->cols);
       mapped += f.mapped_pe * n;
       streamed += n;
     }

@@ -82,16 +82,13 @@ class scheduler {
     // Dependencies of every operand (an operand both read and written is listed twice).
     constraint c;
     const std::uint64_t previous = stream_last_[t.stream];
-    std::array<footprint, 8> small{};
-    std::vector<footprint> many;
-    footprint* where = small.data();
-    if (r.operands.size() > small.size()) {
-      many.resize(r.operands.size());
-      where = many.data();
-    }
-    for (std::size_t i = 0; i < r.operands.size(); ++i) {
-      where[i] = footprint::of(r.operands[i]);
-      const constraint d = tracker_.ready(where[i], r.operands[i].written, t.stream, previous);
+    const std::size_t n = r.operands.size();
+    if (accesses_.size() < n) accesses_.resize(n);
+    access* where = accesses_.data();
+    for (std::size_t i = 0; i < n; ++i) {
+      where[i].f = footprint::of(r.operands[i]);
+      where[i].at = tracker_.locate(where[i].f);
+      const constraint d = tracker_.ready(where[i].f, where[i].at, r.operands[i].written, t.stream, previous);
       c.raise(d.time_ns, d.cause);
       c.serial = c.serial || d.serial;
     }
@@ -143,11 +140,11 @@ class scheduler {
     // Record the accesses: reads free the region when the engine is done with it; writes are visible to
     // other streams at done_ns and to the same (in-order, pipelined) stream at end_ns.
     const bool dma = r.unit == engine::dma;
-    for (std::size_t i = 0; i < r.operands.size(); ++i) {
+    for (std::size_t i = 0; i < n; ++i) {
       const bool w = r.operands[i].written;
       const double other = w ? t.done_ns : t.end_ns;
       const double same = dma ? other : t.end_ns;
-      tracker_.record(where[i], w, t.stream, dma, r.index, other, same);
+      tracker_.record(where[i].f, where[i].at, w, t.stream, dma, r.index, other, same);
     }
     total_ns_ = std::max(total_ns_, t.done_ns);
     frontier_ns_ = std::max(frontier_ns_, t.start_ns);
@@ -166,7 +163,7 @@ class scheduler {
   /// LoadStationary "overlaps the previous matmul"; when the Tensor Engine was idle (nothing to overlap)
   /// and the stationary operand changed, its load — "up to 4× faster than a matmul of equal free size" — is exposed.
   double load_stationary_cycles(const instruction_record& r, bool idle) {
-    const operand_record* st = r.op == opcode::nc_matmul ? find_operand(r, "stationary") : nullptr;
+    const operand_record* st = r.op == opcode::nc_matmul ? find_operand(r, operand_role::stationary) : nullptr;
     if (!st) return 0;
     const footprint f = footprint::of(*st);
     const bool changed = !(have_stationary_ && f.p0 == stationary_.p0 && f.p1 == stationary_.p1 && f.b0 == stationary_.b0 &&
@@ -229,10 +226,17 @@ class scheduler {
     return t;
   }
 
+  /// An operand's footprint and where it lies in the tracker's index (scratch for schedule()).
+  struct access {
+    footprint f;
+    access_tracker::location at;
+  };
+
   const machine_spec* spec_;
   timing_options options_;
   dma_model dma_;
   access_tracker tracker_;
+  std::vector<access> accesses_;
   std::vector<double> stream_free_;
   std::vector<std::uint64_t> stream_last_;
   std::vector<timed_instruction> timed_;
