@@ -41,6 +41,7 @@ struct norm_params {
   std::size_t pad = 0, misalign = 0;
   float eps = 1e-5f;
   bool cancellation = false;  // rows of 1e4 + noise with std 0.1
+  bool outlier_head = false;  // rows whose first 16 elements are 1e4 + noise, the rest noise
   alias aliasing = alias::none;
 };
 
@@ -66,7 +67,7 @@ std::string describe(const norm_params& p) {
     << " rank3=" << p.rank3 << " gamma=" << p.gamma << " beta=" << p.beta
     << (p.param_bf16 ? " (bf16 params)" : "") << " residual=" << p.residual
     << (p.residual_bf16 ? "(bf16)" : "") << " residual_out=" << p.residual_out << " pad=" << p.pad
-    << " misalign=" << p.misalign << " eps=" << p.eps << " cancellation=" << p.cancellation
+    << " misalign=" << p.misalign << " eps=" << p.eps << " cancellation=" << p.cancellation << " outlier_head=" << p.outlier_head
     << " alias=" << to_string(p.aliasing);
   return s.str();
 }
@@ -113,6 +114,10 @@ bool check_norm(const norm_params& p, std::uint32_t seed) {
   if (p.cancellation)
     x.fill([&](const s2&) {
       return 1e4f + std::uniform_real_distribution<float>(-0.1732f, 0.1732f)(rng);
+    });
+  else if (p.outlier_head)
+    x.fill([&](const s2& i) {
+      return (i[1] < 16 ? 1e4f : 0.0f) + std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
     });
   else
     x.fill(trellis_test::uniform_fill{rng, -2.0f, 2.0f});
@@ -359,6 +364,16 @@ CPU_TEST(Norm, CancellationProneRows) {
                                              .cancellation = true},
                                             71u))
         return;
+    }
+}
+
+CPU_TEST(Norm, RowsWhoseFirstVectorIsFarFromTheMean) {
+  // The one-pass statistics shift by the mean of the first vector; here that lies far from the row's
+  // mean, so the row must take the two-pass path and still meet the ordinary bound.
+  for (bool layer : {true, false})
+    for (std::size_t hidden : {17, 64, 1025, 4096}) {
+      norm_params p{.layer = layer, .rows = 3, .hidden = hidden, .outlier_head = true};
+      if (!check_norm<Target, float, float>(p, 72u)) return;
     }
 }
 

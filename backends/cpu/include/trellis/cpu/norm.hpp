@@ -2,15 +2,19 @@
 // layernorm and rmsnorm on the CPU target: one row at a time, in SIMD, rows split statically over threads.
 //
 // Each row is read from DRAM once: s = x (+ r) is formed in a per-thread fp32 row buffer (or read in
-// place when x already is contiguous fp32), and the statistics take two passes over that L1/L2-hot row
-// (the mean of s − s₀, then Σ(s − mean)², both relative to the row's first element s₀), which is safe against the cancellation of E[s²] − E[s]². The fused residual
-// normalises the fp32 sum x + r (the value written to residual_out is that sum rounded to its type).
+// place when x already is contiguous fp32). Statistics take one pass over that L1/L2-hot row: Σd and Σd²
+// of d = s − shift, with the shift the mean of the row's first vector, so the mean of a row like 1e4 +
+// noise keeps the noise's precision. When the row's mean lies more than one standard deviation from the
+// shift (var_d < mean_d², where E[d²] − E[d]² would lose more than one bit to cancellation) the row takes
+// two passes instead: the mean, then Σ(d − mean_d)². The fused residual normalises the fp32 sum x + r (the
+// value written to residual_out is that sum rounded to its type).
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "trellis/core/rows.hpp"
 #include "trellis/cpu/parallel.hpp"
@@ -27,30 +31,85 @@ namespace cpu_detail {
 
 enum class norm_kind { layer, rms };
 
-/// Σ ((s_j − shift) − centre)^Power over a row (Power 1 or 2), two vector chains to hide the add latency.
-/// Layernorm shifts by the row's first element so that large, nearly equal values cancel exactly
-/// (Sterbenz) before anything is summed: the mean of a row like 1e4 + noise keeps the noise's precision.
+/// Σ ((s_j − shift) − centre)^Power over a row (Power 1 or 2), four vector chains to hide the add latency.
 template <class S, int Power>
 float centred_sum(const float* s, std::size_t n, float shift, float centre) {
   using vec = typename S::vec;
+  constexpr std::size_t L = S::lanes;
   const vec vshift = S::set(shift), vcentre = S::set(centre);
   const auto term = [&](vec x) {
     const vec d = S::sub(S::sub(x, vshift), vcentre);
     return Power == 2 ? S::mul(d, d) : d;
   };
-  vec acc0 = S::zero(), acc1 = S::zero();
+  vec acc0 = S::zero(), acc1 = S::zero(), acc2 = S::zero(), acc3 = S::zero();
   std::size_t j = 0;
-  for (; j + 2 * S::lanes <= n; j += 2 * S::lanes) {
+  for (; j + 4 * L <= n; j += 4 * L) {
     acc0 = S::add(acc0, term(S::load(s + j)));
-    acc1 = S::add(acc1, term(S::load(s + j + S::lanes)));
+    acc1 = S::add(acc1, term(S::load(s + j + L)));
+    acc2 = S::add(acc2, term(S::load(s + j + 2 * L)));
+    acc3 = S::add(acc3, term(S::load(s + j + 3 * L)));
   }
-  for (; j + S::lanes <= n; j += S::lanes) acc0 = S::add(acc0, term(S::load(s + j)));
-  float total = S::reduce_add(S::add(acc0, acc1));
+  for (; j + L <= n; j += L) acc0 = S::add(acc0, term(S::load(s + j)));
+  float total = S::reduce_add(S::add(S::add(acc0, acc1), S::add(acc2, acc3)));
   for (; j < n; ++j) {
     const float d = (s[j] - shift) - centre;
     total += Power == 2 ? d * d : d;
   }
   return total;
+}
+
+/// Σd and Σd² of d = s_j − shift in one pass (four chains each).
+template <class S>
+std::pair<float, float> shifted_moments(const float* s, std::size_t n, float shift) {
+  using vec = typename S::vec;
+  constexpr std::size_t L = S::lanes;
+  const vec vshift = S::set(shift);
+  vec sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()}, sq[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  std::size_t j = 0;
+  for (; j + 4 * L <= n; j += 4 * L)
+    for (std::size_t c = 0; c < 4; ++c) {
+      const vec d = S::sub(S::load(s + j + c * L), vshift);
+      sum[c] = S::add(sum[c], d);
+      sq[c] = S::fma(d, d, sq[c]);
+    }
+  for (; j + L <= n; j += L) {
+    const vec d = S::sub(S::load(s + j), vshift);
+    sum[0] = S::add(sum[0], d);
+    sq[0] = S::fma(d, d, sq[0]);
+  }
+  float total = S::reduce_add(S::add(S::add(sum[0], sum[1]), S::add(sum[2], sum[3])));
+  float total_sq = S::reduce_add(S::add(S::add(sq[0], sq[1]), S::add(sq[2], sq[3])));
+  for (; j < n; ++j) {
+    const float d = s[j] - shift;
+    total += d;
+    total_sq += d * d;
+  }
+  return {total, total_sq};
+}
+
+/// A row's mean = shift + centre and its variance (layernorm), or its mean square (rmsnorm: shift =
+/// centre = 0). See the header comment for the one-pass statistics and when a row takes two passes.
+struct row_statistics {
+  float shift = 0, centre = 0, var = 0;
+};
+
+template <class S>
+row_statistics statistics_of(norm_kind kind, const float* s, std::size_t n) {
+  row_statistics st;
+  if (kind == norm_kind::rms) {
+    st.var = centred_sum<S, 2>(s, n, 0.0f, 0.0f) / float(n);
+    return st;
+  }
+  const std::size_t head = std::min(n, S::lanes);
+  st.shift = S::reduce_add(head == S::lanes ? S::load(s) : S::load_n(s, head)) / float(head);
+  const auto [sum, sum_sq] = shifted_moments<S>(s, n, st.shift);
+  st.centre = sum / float(n);
+  st.var = sum_sq / float(n) - st.centre * st.centre;
+  if (!(st.var >= st.centre * st.centre)) {  // cancellation (or NaN): the exact two-pass form
+    st.centre = centred_sum<S, 1>(s, n, st.shift, 0.0f) / float(n);
+    st.var = centred_sum<S, 2>(s, n, st.shift, st.centre) / float(n);
+  }
+  return st;
 }
 
 struct norm_blocking {
@@ -60,6 +119,10 @@ struct norm_blocking {
   static constexpr std::size_t stream_min_bytes = std::size_t(16) << 20;
   /// x (and r) are prefetched this many bytes of rows ahead (at least one row) while a row is written.
   static constexpr std::size_t prefetch_bytes = 16 << 10;
+  /// A thread joins only for at least this many bytes of x: waking a passively waiting OpenMP thread
+  /// costs tens of µs, about what one core takes to normalise 1 MiB from cache (measured with
+  /// bench/norm_bench: 64 × 4096 fp32 ran slower on 2 threads than on 1).
+  static constexpr std::size_t min_bytes_per_thread = std::size_t(1) << 20;
 };
 
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
@@ -106,7 +169,8 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
 
   // One contiguous share of the rows per thread (any split gives the same rows), so that each thread
   // fences its own streamed stores once at the end.
-  run_team(threads, rows, [&](team tm) {
+  const std::size_t useful = std::max<std::size_t>(1, rows * hidden * sizeof(TX) / norm_blocking::min_bytes_per_thread);
+  run_team(threads, std::min(rows, useful), [&](team tm) {
     const auto [first, last] = tm.static_range(rows);
     float* buffer = thread_scratch(scratch_slot::row).get(hidden);
     const std::size_t r_size = opts.residual ? size_of(opts.residual.type()) : 0;
@@ -152,10 +216,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
         s = row_as_f32<S>(xr, 1, hidden, buffer);
       }
 
-      // mean = shift + centre; rmsnorm uses neither (its "variance" is the mean of squares).
-      const float shift = kind == norm_kind::layer ? s[0] : 0.0f;
-      const float centre = kind == norm_kind::layer ? centred_sum<S, 1>(s, hidden, shift, 0.0f) / float(hidden) : 0.0f;
-      const float var = centred_sum<S, 2>(s, hidden, shift, centre) / float(hidden);
+      const auto [shift, centre, var] = statistics_of<S>(kind, s, hidden);
       const float rstd = 1.0f / std::sqrt(var + opts.eps);
 
       TY* yr = detail::row_pointer(y, row);
