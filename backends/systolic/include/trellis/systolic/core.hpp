@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <source_location>
 #include <string>
 #include <utility>
@@ -31,6 +32,111 @@ struct core_options {
   timing::timing_options timing{};  ///< scheduler options (e.g. Tensor Engine throttling)
 };
 
+namespace detail {
+
+/// Storage for the operands of a core's records: blocks that never move, so that records can view them.
+class operand_store {
+ public:
+  operand_store() = default;
+  operand_store(operand_store&& o) noexcept
+      : blocks_(std::move(o.blocks_)), block_(std::exchange(o.block_, 0)), next_(std::exchange(o.next_, nullptr)),
+        end_(std::exchange(o.end_, nullptr)) {}
+  operand_store& operator=(operand_store&& o) noexcept {
+    blocks_ = std::move(o.blocks_);
+    block_ = std::exchange(o.block_, 0);
+    next_ = std::exchange(o.next_, nullptr);
+    end_ = std::exchange(o.end_, nullptr);
+    return *this;
+  }
+
+  /// Room for n contiguous operands (not yet committed).
+  operand_record* reserve(std::size_t n) {
+    if (std::size_t(end_ - next_) < n) next_block(n);
+    return next_;
+  }
+  void commit(std::size_t n) noexcept { next_ += n; }
+  /// Bytes held.
+  std::size_t bytes() const noexcept {
+    std::size_t n = 0;
+    for (const block& b : blocks_) n += b.size * sizeof(operand_record);
+    return n;
+  }
+  void clear() noexcept {
+    block_ = 0;
+    next_ = end_ = nullptr;
+    if (!blocks_.empty()) {
+      next_ = blocks_[0].data.get();
+      end_ = next_ + blocks_[0].size;
+    }
+  }
+
+ private:
+  static constexpr std::size_t block_operands = 8192;
+  struct block {
+    std::unique_ptr<operand_record[]> data;
+    std::size_t size;
+  };
+  void next_block(std::size_t n) {
+    const std::size_t size = n > block_operands ? n : block_operands;
+    if (next_ != nullptr) ++block_;
+    while (block_ < blocks_.size() && blocks_[block_].size < size) ++block_;  // (only a huge record skips)
+    if (block_ == blocks_.size()) blocks_.push_back({std::make_unique_for_overwrite<operand_record[]>(size), size});
+    next_ = blocks_[block_].data.get();
+    end_ = next_ + blocks_[block_].size;
+  }
+  std::vector<block> blocks_;
+  std::size_t block_ = 0;
+  operand_record* next_ = nullptr;
+  operand_record* end_ = nullptr;
+};
+
+/// The logs of a core — instruction records, their operands, the timeline — emptied, with their capacity.
+struct log_storage {
+  std::vector<instruction_record> records;
+  operand_store operands;
+  timing::scheduler::storage timeline;
+
+  std::size_t bytes() const noexcept {
+    return records.capacity() * sizeof(instruction_record) + operands.bytes() + timeline.bytes();
+  }
+};
+
+/// Log storage recycling. A big run logs tens of MB (the tutorial matmul: 99,328 instructions, ≈ 70 MB),
+/// and fresh memory costs a page fault per 4 KiB — on the machine of the measurements more than the
+/// simulation itself. A core therefore hands its emptied logs, with their capacity, to the next core
+/// created in the process (a tile sweep runs one core after another). At most one set of at most
+/// log_cache_max_bytes is kept; release_log_cache() frees it.
+inline constexpr std::size_t log_cache_max_bytes = std::size_t{256} << 20;
+
+struct log_cache {
+  std::mutex mutex;
+  log_storage storage;
+  bool held = false;
+
+  static log_cache& instance() {
+    static log_cache* cache = new log_cache;  // never destroyed: cores may outlive static destruction
+    return *cache;
+  }
+  log_storage take() {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!held) return {};
+    held = false;
+    return std::move(storage);
+  }
+  void give(log_storage&& s) noexcept {
+    if (s.bytes() > log_cache_max_bytes) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (held && storage.bytes() >= s.bytes()) return;  // keep the larger set
+    storage = std::move(s);
+    held = true;
+  }
+};
+
+}  // namespace detail
+
+/// Frees the log storage kept for the next core (see detail::log_cache).
+inline void release_log_cache() { (void)detail::log_cache::instance().take(); }
+
 /// The machine-independent state of a core; instructions work on this.
 class core_state {
  public:
@@ -40,7 +146,17 @@ class core_state {
         hbm(spec, options.functional),
         spec_(&spec),
         options_(options),
-        scheduler_(spec, options.timing) {}
+        scheduler_(spec, options.timing) {
+    detail::log_storage reused = detail::log_cache::instance().take();
+    records_ = std::move(reused.records);
+    operands_ = std::move(reused.operands);
+    scheduler_.adopt_storage(std::move(reused.timeline));
+  }
+  ~core_state() {
+    records_.clear();
+    operands_.clear();
+    detail::log_cache::instance().give({std::move(records_), std::move(operands_), scheduler_.release_storage()});
+  }
   core_state(const core_state&) = delete;
   core_state& operator=(const core_state&) = delete;
 
@@ -116,48 +232,10 @@ class core_state {
   }
 
  private:
-  /// Storage for the operands of records_: blocks that never move, so that records can view them.
-  class operand_store {
-   public:
-    /// Room for n contiguous operands (not yet committed).
-    operand_record* reserve(std::size_t n) {
-      if (std::size_t(end_ - next_) < n) next_block(n);
-      return next_;
-    }
-    void commit(std::size_t n) noexcept { next_ += n; }
-    void clear() noexcept {
-      block_ = 0;
-      next_ = end_ = nullptr;
-      if (!blocks_.empty()) {
-        next_ = blocks_[0].data.get();
-        end_ = next_ + blocks_[0].size;
-      }
-    }
-
-   private:
-    static constexpr std::size_t block_operands = 8192;
-    struct block {
-      std::unique_ptr<operand_record[]> data;
-      std::size_t size;
-    };
-    void next_block(std::size_t n) {
-      const std::size_t size = n > block_operands ? n : block_operands;
-      if (next_ != nullptr) ++block_;
-      while (block_ < blocks_.size() && blocks_[block_].size < size) ++block_;  // (only a huge record skips)
-      if (block_ == blocks_.size()) blocks_.push_back({std::make_unique_for_overwrite<operand_record[]>(size), size});
-      next_ = blocks_[block_].data.get();
-      end_ = next_ + blocks_[block_].size;
-    }
-    std::vector<block> blocks_;
-    std::size_t block_ = 0;
-    operand_record* next_ = nullptr;
-    operand_record* end_ = nullptr;
-  };
-
   const machine_spec* spec_;
   core_options options_;
   std::vector<instruction_record> records_;
-  operand_store operands_;
+  detail::operand_store operands_;
   timing::scheduler scheduler_;
   std::uint64_t issued_ = 0;
   std::size_t next_queue_ = 0;

@@ -52,7 +52,7 @@ class access_tracker {
   using location = footprint_index::location;
 
   /// Where f lies in the index; an access computes this once for its ready() and its record().
-  location locate(const footprint& f) { return index_.prepare(f); }
+  void locate(const footprint& f, location& where) { index_.prepare(f, where); }
 
   /// When an access by `stream` (whose last instruction was `previous`) may start.
   constraint ready(const footprint& f, bool write, std::uint32_t stream, std::uint64_t previous) {
@@ -65,14 +65,17 @@ class access_tracker {
   constraint ready(const footprint& f, const location& where, bool write, std::uint32_t stream, std::uint64_t previous) {
     constraint c;
     std::uint64_t first = 0;
-    index_.candidates(f, where, [&](std::uint32_t id) { consider(id, f, write, stream, previous, c, first); });
+    const auto want = write ? footprint_index::wanted::all : footprint_index::wanted::writes;  // reads ignore reads
+    index_.candidates(f, where, want, [&](std::uint32_t id) { consider(id, f, write, stream, previous, c, first); });
     return c;
   }
 
   /// Records an access: others may use the region after other_ns, the same stream after same_ns.
   void record(const footprint& f, bool write, std::uint32_t stream, bool from_dma, std::uint64_t instruction,
               double other_ns, double same_ns) {
-    record(f, locate(f), write, stream, from_dma, instruction, other_ns, same_ns);
+    location where;
+    locate(f, where);
+    record(f, where, write, stream, from_dma, instruction, other_ns, same_ns);
   }
   /// The same, for f at `where` (locate(f), computed before any other access was recorded since).
   void record(const footprint& f, const location& where, bool write, std::uint32_t stream, bool from_dma,
@@ -80,7 +83,8 @@ class access_tracker {
     // An entry fully inside a new write is dominated by it (the write waited for it and ends later); a read
     // entry inside a new read that frees the region no earlier is dominated for every later writer.
     dominated_.clear();
-    index_.candidates(f, where, [&](std::uint32_t id) {
+    const auto want = write ? footprint_index::wanted::all : footprint_index::wanted::reads;  // a read dominates reads
+    index_.candidates(f, where, want, [&](std::uint32_t id) {
       const entry& e = entries_[id];
       if (f.covers(e.where) && (write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) dominated_.push_back(id);
     });
@@ -95,21 +99,21 @@ class access_tracker {
       index_.erase(d);
       free_.push_back(d);
     }
-    const entry e{f, write, from_dma, stream, instruction, other_ns, same_ns, next_sequence_++};
     if (id != no_entry) {
-      entries_[id] = e;
-      index_.replace(id, f, where);
+      const bool was_write = entries_[id].write;
+      set(entries_[id], f, write, from_dma, stream, instruction, other_ns, same_ns);
+      index_.replace(id, f, where, was_write, write);
       return;
     }
     if (free_.empty()) {
       id = std::uint32_t(entries_.size());
-      entries_.push_back(e);
+      entries_.emplace_back();
     } else {
       id = free_.back();
       free_.pop_back();
-      entries_[id] = e;
     }
-    index_.insert(id, f, where);
+    set(entries_[id], f, write, from_dma, stream, instruction, other_ns, same_ns);
+    index_.insert(id, f, where, write);
   }
 
   /// Entries held (recorded and not yet dominated).
@@ -120,13 +124,26 @@ class access_tracker {
 
   struct entry {
     footprint where;
-    bool write;
-    bool from_dma;
-    std::uint32_t stream;
-    std::uint64_t instruction;
-    double other_ns, same_ns;
-    std::uint64_t sequence;  ///< recording order
+    bool write = false;
+    bool from_dma = false;
+    std::uint32_t stream = 0;
+    std::uint64_t instruction = 0;
+    double other_ns = 0, same_ns = 0;
+    std::uint64_t sequence = 0;  ///< recording order
   };
+
+  /// Fills an entry field by field (a whole-struct copy from a temporary stalls on store forwarding).
+  void set(entry& e, const footprint& f, bool write, bool from_dma, std::uint32_t stream, std::uint64_t instruction,
+           double other_ns, double same_ns) noexcept {
+    e.where = f;
+    e.write = write;
+    e.from_dma = from_dma;
+    e.stream = stream;
+    e.instruction = instruction;
+    e.other_ns = other_ns;
+    e.same_ns = same_ns;
+    e.sequence = next_sequence_++;
+  }
 
   /// Entry `id`'s constraint on the access: the latest wins, the earliest recorded among equally late ones.
   void consider(std::uint32_t id, const footprint& f, bool write, std::uint32_t stream, std::uint64_t previous, constraint& c,

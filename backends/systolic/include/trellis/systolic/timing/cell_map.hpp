@@ -43,18 +43,29 @@ class cell_map {
       if (size_ == capacity_) grow();
       data()[size_++] = id;
     }
-    /// Removes `id` (order within a cell does not matter: the tracker orders entries by sequence number).
+    /// Removes `id`, whatever its tag bit (order within a cell does not matter: the tracker orders
+    /// entries by sequence number).
     void remove(std::uint32_t id) noexcept {
       std::uint32_t* d = data();
       for (std::uint32_t i = 0; i < size_; ++i)
-        if (d[i] == id) {
+        if ((d[i] & id_mask) == id) {
           d[i] = d[--size_];
+          return;
+        }
+    }
+    /// Replaces `id` (whatever its tag bit) by `tagged`.
+    void retag(std::uint32_t id, std::uint32_t tagged) noexcept {
+      std::uint32_t* d = data();
+      for (std::uint32_t i = 0; i < size_; ++i)
+        if ((d[i] & id_mask) == id) {
+          d[i] = tagged;
           return;
         }
     }
 
    private:
     static constexpr std::uint32_t inline_capacity = 6;
+    static constexpr std::uint32_t id_mask = ~(std::uint32_t{1} << 31);
     std::uint32_t* data() noexcept { return capacity_ > inline_capacity ? heap_ : inline_; }
     const std::uint32_t* data() const noexcept { return capacity_ > inline_capacity ? heap_ : inline_; }
     void grow() {
@@ -86,14 +97,22 @@ class cell_map {
 
   /// The index of `key`'s cell, created (empty) on first use.
   std::uint32_t index(std::uint64_t key) {
-    if ((lists_.size() + 1) * 4 > keys_.size() * 3) grow();  // load factor ≤ ¾
+    if ((keyed_ + 1) * 4 > keys_.size() * 3) grow();  // load factor ≤ ¾
     std::size_t i = slot_of(key);
     for (; cells_of_[i] != none; i = (i + 1) & mask_)
       if (keys_[i] == key) return cells_of_[i];
     keys_[i] = key;
     cells_of_[i] = std::uint32_t(lists_.size());
     lists_.emplace_back();
+    ++keyed_;
     return cells_of_[i];
+  }
+
+  /// Adds n cells that have no key (their owner knows their indices); returns the first index.
+  std::uint32_t add_unkeyed(std::size_t n) {
+    const auto first = std::uint32_t(lists_.size());
+    lists_.resize(lists_.size() + n);
+    return first;
   }
 
   list& operator[](std::uint32_t cell) noexcept { return lists_[cell]; }
@@ -134,6 +153,7 @@ class cell_map {
   std::vector<std::uint64_t> keys_;
   std::vector<std::uint32_t> cells_of_;  ///< index into lists_, or none for an empty slot
   std::vector<list> lists_;
+  std::size_t keyed_ = 0;  ///< lists with a key
   std::size_t mask_ = 0;
   unsigned shift_ = 64;
 };

@@ -28,7 +28,8 @@ struct dma_span {
 
 class dma_engine_pool {
  public:
-  explicit dma_engine_pool(std::size_t engines) : free_(engines, 0.0), span_of_(engines, none), current_(engines) {
+  explicit dma_engine_pool(std::size_t engines)
+      : free_(engines, 0.0), span_of_(engines, none), current_(engines), packets_(engines, 0), busy_(engines, 0.0) {
     ring_.reserve(engines);
     for (std::size_t e = 0; e < engines; ++e) ring_.push_back({0.0, std::uint16_t(e)});
   }
@@ -40,6 +41,31 @@ class dma_engine_pool {
   /// none starting before `start_ns`; appends one span per engine used. Returns when the last one ends
   /// (start_ns when there are none).
   double assign(double start_ns, std::size_t packets, std::size_t group, double per_packet, std::vector<dma_span>& spans) {
+    const double end = assign_jobs(start_ns, packets, group, per_packet);
+    spans.insert(spans.end(), current_.begin(), current_.begin() + std::ptrdiff_t(used_));
+    finish_transfer();
+    return end;
+  }
+
+  /// The same without recording the spans (dma_model::replay() can give them later): returns when the
+  /// last packet ends, and sets `span_count` to the number of spans assign() would have appended.
+  double assign(double start_ns, std::size_t packets, std::size_t group, double per_packet, std::uint32_t& span_count) {
+    const double end = assign_jobs(start_ns, packets, group, per_packet);
+    span_count = std::uint32_t(used_);
+    finish_transfer();
+    return end;
+  }
+
+  /// Per engine, the packets it carried and the time it was held (Σ end − start of its spans, in
+  /// transfer order: the sums a report makes from the spans).
+  const std::vector<std::uint64_t>& packets_carried() const noexcept { return packets_; }
+  const std::vector<double>& busy_ns() const noexcept { return busy_; }
+
+ private:
+  static constexpr std::uint32_t none = ~std::uint32_t{0};
+
+  /// Assigns the jobs of a transfer; its spans are current_[0, used_).
+  double assign_jobs(double start_ns, std::size_t packets, std::size_t group, double per_packet) {
     used_ = 0;
     double end = start_ns;
     std::size_t full = group == 0 ? 0 : packets / group;  // jobs of `group` packets, then one of the rest
@@ -57,13 +83,19 @@ class dma_engine_pool {
       const std::size_t rest = packets % group;
       assign_one(start_ns, std::uint32_t(rest), per_packet * double(rest), end);
     }
-    spans.insert(spans.end(), current_.begin(), current_.begin() + std::ptrdiff_t(used_));
-    for (std::size_t i = 0; i < used_; ++i) span_of_[current_[i].engine] = none;
     return end;
   }
 
- private:
-  static constexpr std::uint32_t none = ~std::uint32_t{0};
+  /// Adds the transfer's spans to the engines' totals and forgets them.
+  void finish_transfer() noexcept {
+    for (std::size_t i = 0; i < used_; ++i) {
+      const dma_span& sp = current_[i];
+      packets_[sp.engine] += sp.packets;
+      busy_[sp.engine] += sp.end_ns - sp.start_ns;
+      span_of_[sp.engine] = none;
+    }
+    used_ = 0;
+  }
   static constexpr std::size_t max_lanes = 32;  ///< more engines than this: job by job only
 
   struct slot {
@@ -203,6 +235,8 @@ class dma_engine_pool {
   std::vector<std::uint32_t> span_of_;  ///< by engine: its span in current_, or none
   std::vector<dma_span> current_;       ///< the spans of the transfer being assigned, in order of first use
   std::size_t used_ = 0;
+  std::vector<std::uint64_t> packets_;  ///< by engine: packets carried
+  std::vector<double> busy_;            ///< by engine: Σ span durations
 };
 
 }  // namespace trellis::systolic::timing

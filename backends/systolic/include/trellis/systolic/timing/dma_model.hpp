@@ -29,7 +29,22 @@ struct dma_timing {
   std::size_t packet_bytes = 0;
   std::size_t bytes = 0;    ///< bytes moved (the larger side when casting)
   double hbm_start_ns = 0, hbm_end_ns = 0;
+  std::uint32_t span_count = 0;  ///< engines used (spans the transfer has in scheduler::spans())
 };
+
+/// How a transfer's packets go to the engines: `group` at a time (dma_max_packet_jobs), each holding its
+/// engine per_packet ns.
+struct dma_jobs {
+  std::size_t group;
+  double per_packet;
+};
+inline dma_jobs dma_jobs_of(std::size_t packets, std::size_t packet_bytes, const machine_spec& spec) noexcept {
+  return {(packets + dma_max_packet_jobs - 1) / dma_max_packet_jobs,
+          spec.dma.packet_overhead_ns() + double(packet_bytes) / spec.dma.engine_bytes_per_ns};
+}
+
+/// log2(size_of(t)).
+constexpr unsigned size_shift(dtype t) noexcept { return size_of(t) == 4 ? 2 : size_of(t) == 2 ? 1 : 0; }
 
 /// Packets of a transfer: one per contiguous run of each row (partition) — on both sides.
 inline void dma_packets(const instruction_record& r, std::size_t& packets, std::size_t& packet_bytes, std::size_t& bytes) {
@@ -42,35 +57,40 @@ inline void dma_packets(const instruction_record& r, std::size_t& packets, std::
     packet_bytes = dst.cols * elem;
     return;
   }
-  const std::size_t run_dst = std::max<std::size_t>(1, dst.run_bytes / size_of(dst.type));
-  const std::size_t run_src = std::max<std::size_t>(1, src.run_bytes / size_of(src.type));
+  // (element sizes are 1, 2 or 4 bytes: shifts, not divisions — this runs for every transfer)
+  const std::size_t run_dst = std::max<std::size_t>(1, dst.run_bytes >> size_shift(dst.type));
+  const std::size_t run_src = std::max<std::size_t>(1, src.run_bytes >> size_shift(src.type));
   const std::size_t run = std::min(run_dst, run_src);  // elements per packet
-  packets = dst.rows * ((dst.cols + run - 1) / run);
+  packets = dst.rows * (run == dst.cols ? 1 : (dst.cols + run - 1) / run);
   packet_bytes = run * elem;
 }
 
 class dma_model {
  public:
   explicit dma_model(const machine_spec& spec)
-      : spec_(&spec), engines_(spec.dma.engines), queue_free_(spec.dma.queues, 0.0) {}
+      : spec_(&spec), engines_(spec.dma.engines), queue_free_(spec.dma.queues, 0.0),
+        hbm_bytes_per_ns_(spec.hbm.bytes_per_ns_per_core()) {}
 
   double queue_free(std::size_t q) const noexcept { return queue_free_[q]; }
   const std::vector<double>& engine_free() const noexcept { return engines_.free_at(); }
 
-  /// Times a transfer on queue `q` whose inputs are ready at `ready_ns`; appends its engine spans.
-  dma_timing schedule(const instruction_record& r, std::size_t q, double ready_ns, std::vector<dma_span>& spans) {
+  /// The engines' packet counts and busy times so far.
+  const dma_engine_pool& engines() const noexcept { return engines_; }
+
+  /// Times a transfer on queue `q` whose inputs are ready at `ready_ns`. Its engine spans are not kept:
+  /// replaying the transfers' (start_ns, packets, packet_bytes) in order on a fresh pool gives them.
+  dma_timing schedule(const instruction_record& r, std::size_t q, double ready_ns) {
     dma_timing t;
     dma_packets(r, t.packets, t.packet_bytes, t.bytes);
     t.start_ns = std::max(ready_ns, queue_free_[q]);
-    const double per_packet = spec_->dma.packet_overhead_ns() + double(t.packet_bytes) / spec_->dma.engine_bytes_per_ns;
-    const std::size_t group = (t.packets + dma_max_packet_jobs - 1) / dma_max_packet_jobs;
-    const double end = engines_.assign(t.start_ns, t.packets, group, per_packet, spans);
+    const dma_jobs jobs = dma_jobs_of(t.packets, t.packet_bytes, *spec_);
+    const double end = engines_.assign(t.start_ns, t.packets, jobs.group, jobs.per_packet, t.span_count);
     const bool touches_hbm = r.operands[0].space == memory_space::hbm || r.operands[1].space == memory_space::hbm;
     t.hbm_start_ns = t.hbm_end_ns = t.start_ns;
     if (touches_hbm) {
       const operand_record& h = r.operands[0].space == memory_space::hbm ? r.operands[0] : r.operands[1];
       t.hbm_start_ns = std::max(t.start_ns, hbm_free_);
-      t.hbm_end_ns = t.hbm_start_ns + double(h.bytes()) / spec_->hbm.bytes_per_ns_per_core();
+      t.hbm_end_ns = t.hbm_start_ns + double(h.bytes()) / hbm_bytes_per_ns_;
       hbm_free_ = t.hbm_end_ns;
     }
     t.data_end_ns = std::max(end, t.hbm_end_ns);
@@ -83,6 +103,7 @@ class dma_model {
   const machine_spec* spec_;
   dma_engine_pool engines_;
   std::vector<double> queue_free_;
+  double hbm_bytes_per_ns_;  ///< the machine's per-core HBM bandwidth (computed once)
   double hbm_free_ = 0;
 };
 

@@ -44,28 +44,31 @@ class footprint_index {
     std::array<std::uint32_t, cached_cells> cells{};
 
     bool same_cells(const location& o) const noexcept {
-      return group == o.group && wide == o.wide && rb0 == o.rb0 && rb1 == o.rb1 && cb0 == o.cb0 && cb1 == o.cb1;
+      return group == o.group && wide == o.wide && (wide || (rb0 == o.rb0 && rb1 == o.rb1 && cb0 == o.cb0 && cb1 == o.cb1));
     }
   };
 
-  /// The location of f, creating its group and cells if they are new (f is about to be recorded).
-  location prepare(const footprint& f) {
-    location l;
+  /// Which entries a query wants: cell lists tag each id with whether its entry is a write, so that a
+  /// query can pass over the others without looking at them (the visitor still applies its own test).
+  enum class wanted : std::uint8_t { all, writes, reads };
+  static constexpr std::uint32_t write_tag = std::uint32_t{1} << 31;
+
+  /// Sets l to the location of f, creating its group and cells if they are new (f is about to be recorded).
+  void prepare(const footprint& f, location& l) {
     std::uint32_t g = find_group(f);
     if (g == no_group) g = add_group(f);
     l.group = g;
+    l.cached = false;
     set_rect(groups_[g], f, l);
     if (!l.wide && l.cell_count <= cached_cells) {
       std::uint32_t k = 0;
-      for_each_key(g, l, [&](std::uint64_t key) { l.cells[k++] = cells_.index(key); });
+      for_each_block(l, [&](std::uint64_t rb, std::uint64_t cb) { l.cells[k++] = cell_index(g, rb, cb, true); });
       l.cached = true;
     }
-    return l;
   }
 
-  void insert(std::uint32_t id, const footprint& f) { insert(id, f, prepare(f)); }
-
-  void insert(std::uint32_t id, const footprint& f, const location& l) {
+  /// Adds entry `id` (a write or not) holding f at l (prepare(f, l)).
+  void insert(std::uint32_t id, const footprint& f, const location& l, bool write) {
     group& gr = groups_[l.group];
     if (id >= placed_.size()) {
       placed_.resize(id + 1);
@@ -75,21 +78,23 @@ class footprint_index {
     p.where = l;
     p.live_pos = std::uint32_t(gr.live.size());
     gr.live.push_back(id);
+    const std::uint32_t tagged = write ? id | write_tag : id;
     if (l.wide) {
       p.wide_pos = std::uint32_t(gr.wide.size());
       gr.wide.push_back(id);
     } else if (l.cached) {
-      for (std::uint32_t k = 0; k < l.cell_count; ++k) cells_[l.cells[k]].push_back(id);
+      for (std::uint32_t k = 0; k < l.cell_count; ++k) cells_[l.cells[k]].push_back(tagged);
     } else {
-      for_each_key(l.group, l, [&](std::uint64_t key) { cells_.at(key).push_back(id); });
+      for_each_block(l, [&](std::uint64_t rb, std::uint64_t cb) { cells_[cell_index(l.group, rb, cb, true)].push_back(tagged); });
     }
     widen(gr, f);
   }
 
-  /// Entry `id` now holds f, whose location is l (the same cells as before): nothing moves.
-  void replace(std::uint32_t id, const footprint& f, const location& l) noexcept {
-    (void)id;
+  /// Entry `id`, a write or not before, now holds f (a write or not), whose location l has the same cells.
+  void replace(std::uint32_t id, const footprint& f, const location& l, bool was_write, bool write) {
     widen(groups_[l.group], f);
+    if (was_write == write || l.wide) return;
+    for_each_cell(l, [&](cell_map::list& list) { list.retag(id, write ? id | write_tag : id); });
   }
 
   /// The location entry `id` was inserted with.
@@ -120,19 +125,19 @@ class footprint_index {
     if (!l.wide && l.cell_count <= cached_cells) {
       std::uint32_t k = 0;
       bool all = true;
-      for_each_key(g, l, [&](std::uint64_t key) {
-        const std::uint32_t c = cells_.find(key);
+      for_each_block(l, [&](std::uint64_t rb, std::uint64_t cb) {
+        const std::uint32_t c = cell_index(g, rb, cb, false);
         all = all && c != cell_map::none;
         l.cells[k++] = c;
       });
       l.cached = all;  // otherwise the cells are looked up (and the missing ones skipped) one by one
     }
-    candidates(f, l, visit);
+    candidates(f, l, wanted::all, visit);
   }
 
-  /// The same, for a footprint whose location prepare() gave.
+  /// The same, for a footprint whose location prepare() gave; may skip the entries `want` excludes.
   template <class Visit>
-  void candidates(const footprint& f, const location& l, Visit&& visit) {
+  void candidates(const footprint& f, const location& l, wanted want, Visit&& visit) {
     const group& gr = groups_[l.group];
     if (l.wide) {
       const std::uint32_t epoch = next_epoch();
@@ -140,8 +145,12 @@ class footprint_index {
       candidates_elsewhere(f, l.group, epoch, visit);
       return;
     }
-    if (l.cached && l.cell_count == 1 && gr.wide.empty() && !(f.space == memory_space::hbm && groups_.size() > 1)) {
-      for (std::uint32_t id : cells_[l.cells[0]]) visit(id);  // one cell and nothing else: no duplicates
+    // Tagged ids: skip writes (bit set) for reads, skip reads for writes.
+    const std::uint32_t skip_if = want == wanted::writes ? 0 : write_tag;
+    const bool filter = want != wanted::all;
+    if (l.cached && l.cell_count == 1 && gr.wide.empty() && !elsewhere(f, l.group)) {
+      for (std::uint32_t tagged : cells_[l.cells[0]])  // one cell and nothing else: no duplicates
+        if (!filter || (tagged & write_tag) != skip_if) visit(tagged & ~write_tag);
       return;
     }
     const std::uint32_t epoch = next_epoch();
@@ -151,7 +160,8 @@ class footprint_index {
       visit(id);
     };
     for_each_cell(l, [&](const cell_map::list& list) {
-      for (std::uint32_t id : list) once(id);
+      for (std::uint32_t tagged : list)
+        if (!filter || (tagged & write_tag) != skip_if) once(tagged & ~write_tag);
     });
     for (std::uint32_t id : gr.wide) once(id);
     candidates_elsewhere(f, l.group, epoch, visit);
@@ -164,6 +174,9 @@ class footprint_index {
     memory_space space;
     std::int64_t stride;       ///< HBM row stride (0: single segments); 0 on chip
     unsigned row_shift, col_shift;  ///< cell = 2^row_shift rows × 2^col_shift bytes
+    int stride_shift;          ///< log2(stride) when the stride is a power of two, else -1
+    std::uint64_t row_bias, col_bias;  ///< grid offset: cell (rb, cb) holds rows with (row + row_bias) >> row_shift = rb, ...
+    std::uint32_t dense_base;  ///< on chip: cells (0, cb < dense_columns) are dense_base + cb, without hashing
     std::uint64_t lo = ~std::uint64_t{0}, hi = 0;  ///< HBM: union of the envelopes ever inserted
     std::vector<std::uint32_t> live, wide;
   };
@@ -185,6 +198,16 @@ class footprint_index {
       gr.lo = f.b0 < gr.lo ? f.b0 : gr.lo;
       gr.hi = f.b1 > gr.hi ? f.b1 : gr.hi;
     }
+  }
+
+  /// Whether some other HBM group's envelope union meets f's envelope.
+  bool elsewhere(const footprint& f, std::uint32_t g) const noexcept {
+    if (f.space != memory_space::hbm) return false;
+    for (std::uint32_t o = 0; o < groups_.size(); ++o) {
+      const group& gr = groups_[o];
+      if (o != g && gr.space == memory_space::hbm && gr.lo < f.b1 && f.b0 < gr.hi) return true;
+    }
+    return false;
   }
 
   /// Footprints of other HBM groups whose envelope union meets f's envelope (see the file comment).
@@ -218,19 +241,43 @@ class footprint_index {
   /// Cells sized after the group's first footprint (kernels move same-shaped tiles through a tensor), so
   /// that a tile touches about four cells; clamped so that a first whole-tensor access cannot make cells
   /// hold many tiles. On chip: all 128 partitions × 512 bytes, about the smallest tile row kernels use.
+  ///
+  /// In HBM the grid is offset so that the first footprint starts a cell: a kernel that walks a tensor
+  /// in tiles of one shape then puts each tile in as few cells as possible (any offset is correct).
+  /// On chip, the first row of cells is an array (dense_columns cells, no hashing): memories are small.
   std::uint32_t add_group(const footprint& f) {
-    group gr{f.space, stride_key(f), 7, 9, ~std::uint64_t{0}, 0, {}, {}};
+    const std::uint32_t g = std::uint32_t(groups_.size());
+    group gr{f.space, stride_key(f), 7, 9, -1, 0, 0, cell_map::none, ~std::uint64_t{0}, 0, {}, {}};
+    if (gr.stride > 0 && (gr.stride & (gr.stride - 1)) == 0) gr.stride_shift = int(floor_log2(std::uint64_t(gr.stride)));
     if (f.space == memory_space::hbm) {
       const std::uint64_t span = f.span > 0 ? std::uint64_t(f.span) : 1;
       gr.row_shift = gr.stride > 0 ? clamp(floor_log2(std::uint64_t(f.rows > 0 ? f.rows : 1)), 0, 7) : 0;
       gr.col_shift = clamp(floor_log2(gr.stride > 0 && span > std::uint64_t(gr.stride) ? std::uint64_t(gr.stride) : span), 6, 12);
+      location first;
+      set_rect(gr, f, first, true);  // the first footprint's first row and column, unbiased
+      const std::uint64_t rows = std::uint64_t{1} << gr.row_shift, cols = std::uint64_t{1} << gr.col_shift;
+      gr.row_bias = (rows - (first.rb0 & (rows - 1))) & (rows - 1);
+      gr.col_bias = (cols - (first.cb0 & (cols - 1))) & (cols - 1);
+    } else {
+      gr.dense_base = cells_.add_unkeyed(dense_columns);
     }
     groups_.push_back(std::move(gr));
-    return std::uint32_t(groups_.size() - 1);
+    return g;
+  }
+
+  static constexpr std::uint64_t dense_columns = 512;  ///< on chip: 512 × 512 bytes per partition
+
+  /// The index of cell (rb, cb) of group g; created if `create`, else none when it does not exist.
+  std::uint32_t cell_index(std::uint32_t g, std::uint64_t rb, std::uint64_t cb, bool create) {
+    const group& gr = groups_[g];
+    if (gr.dense_base != cell_map::none && rb == 0 && cb < dense_columns) return gr.dense_base + std::uint32_t(cb);
+    const std::uint64_t key = (rb * 0x9e3779b97f4a7c15ull) ^ (cb + (std::uint64_t(g) << 56));  // any mix: equal keys only merge cells
+    return create ? cells_.index(key) : cells_.find(key);
   }
 
   /// The cells of f in its group's grid: every byte of f lies in one of them (wide: too many, or unknown).
-  static void set_rect(const group& gr, const footprint& f, location& l) noexcept {
+  /// raw: the first row and column (in rb0, cb0) without the group's offset, for add_group.
+  static void set_rect(const group& gr, const footprint& f, location& l, bool raw = false) noexcept {
     l.wide = true;
     l.cell_count = 0;
     std::uint64_t r0 = 0, r1 = 1, c0 = f.b0, c1 = f.b1;
@@ -240,8 +287,8 @@ class footprint_index {
     } else if (gr.stride > 0) {
       if (f.span <= 0 || f.rows <= 0) return;
       const auto stride = std::uint64_t(gr.stride), span = std::uint64_t(f.span), a = std::uint64_t(f.address);
-      r0 = a / stride;
-      const std::uint64_t c = a % stride;
+      r0 = gr.stride_shift >= 0 ? a >> gr.stride_shift : a / stride;
+      const std::uint64_t c = gr.stride_shift >= 0 ? a & (stride - 1) : a % stride;
       if (c + span <= stride) {  // every row is one run of columns [c, c + span)
         r1 = r0 + std::uint64_t(f.rows);
         c0 = c;
@@ -255,10 +302,15 @@ class footprint_index {
       return;
     }
     if (r0 >= r1 || c0 >= c1) return;
-    l.rb0 = r0 >> gr.row_shift;
-    l.rb1 = (r1 - 1) >> gr.row_shift;
-    l.cb0 = c0 >> gr.col_shift;
-    l.cb1 = (c1 - 1) >> gr.col_shift;
+    if (raw) {
+      l.rb0 = r0;
+      l.cb0 = c0;
+      return;
+    }
+    l.rb0 = (r0 + gr.row_bias) >> gr.row_shift;
+    l.rb1 = (r1 - 1 + gr.row_bias) >> gr.row_shift;
+    l.cb0 = (c0 + gr.col_bias) >> gr.col_shift;
+    l.cb1 = (c1 - 1 + gr.col_bias) >> gr.col_shift;
     const std::uint64_t rows = l.rb1 - l.rb0 + 1, cols = l.cb1 - l.cb0 + 1;
     if (rows > max_cells || cols > max_cells || rows * cols > max_cells) return;
     l.wide = false;
@@ -266,10 +318,9 @@ class footprint_index {
   }
 
   template <class F>
-  static void for_each_key(std::uint32_t g, const location& l, F&& f) {
+  static void for_each_block(const location& l, F&& f) {
     for (std::uint64_t rb = l.rb0; rb <= l.rb1; ++rb)
-      for (std::uint64_t cb = l.cb0; cb <= l.cb1; ++cb)  // any mix will do: equal keys only merge cells
-        f((rb * 0x9e3779b97f4a7c15ull) ^ (cb + (std::uint64_t(g) << 56)));
+      for (std::uint64_t cb = l.cb0; cb <= l.cb1; ++cb) f(rb, cb);
   }
 
   /// Calls f(list) for every existing cell of a non-wide location: by cached index, or by key.
@@ -279,8 +330,8 @@ class footprint_index {
       for (std::uint32_t k = 0; k < l.cell_count; ++k) f(cells_[l.cells[k]]);
       return;
     }
-    for_each_key(l.group, l, [&](std::uint64_t key) {
-      const std::uint32_t c = cells_.find(key);
+    for_each_block(l, [&](std::uint64_t rb, std::uint64_t cb) {
+      const std::uint32_t c = cell_index(l.group, rb, cb, false);
       if (c != cell_map::none) f(cells_[c]);
     });
   }

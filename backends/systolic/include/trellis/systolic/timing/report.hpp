@@ -76,12 +76,13 @@ inline report make_report(const machine_spec& spec, const std::vector<instructio
     if (rec.op == opcode::dma_copy) {
       for (const operand_record& o : rec.operands)
         if (o.space == memory_space::hbm) (o.written ? r.hbm_written_bytes : r.hbm_read_bytes) += double(o.bytes());
-      for (std::uint32_t k = 0; k < t.span_count; ++k) {
-        const dma_span& sp = s.spans()[t.first_span + k];
-        r.dma_engines[sp.engine].instructions += sp.packets;
-        r.dma_engines[sp.engine].busy_ns += sp.end_ns - sp.start_ns;
-      }
     }
+  }
+  // Per DMA engine: the sums of its spans' packets and durations, in transfer order (kept by the scheduler,
+  // so that a report does not need the spans themselves).
+  for (std::size_t e = 0; e < r.dma_engines.size() && e < s.dma_engine_busy_ns().size(); ++e) {
+    r.dma_engines[e].instructions = std::size_t(s.dma_engine_packets()[e]);
+    r.dma_engines[e].busy_ns = s.dma_engine_busy_ns()[e];
   }
   for (stream_report& q : queues)
     if (q.instructions) r.dma_queues.push_back(q);

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -63,17 +64,81 @@ class scheduler {
  public:
   scheduler(const machine_spec& spec, timing_options options)
       : spec_(&spec), options_(options), dma_(spec), stream_free_(compute_streams + spec.dma.queues, 0.0),
-        stream_last_(compute_streams + spec.dma.queues, ~std::uint64_t{0}) {}
+        stream_last_(compute_streams + spec.dma.queues, ~std::uint64_t{0}), replay_(spec.dma.engines) {}
 
   const machine_spec& spec() const noexcept { return *spec_; }
   const std::vector<timed_instruction>& timed() const noexcept { return timed_; }
-  const std::vector<dma_span>& spans() const noexcept { return spans_; }
+  /// The DMA engine spans of every transfer (timed_instruction::first_span, span_count). Built on first
+  /// use (and extended on later uses) by replaying the transfers on a fresh engine pool: timing keeps no
+  /// spans, ≈ 16 per transfer, which were a third of the memory a run writes.
+  const std::vector<dma_span>& spans() const {
+    std::lock_guard<std::mutex> lock(spans_mutex_);
+    for (; replayed_ < timed_.size(); ++replayed_) {
+      const timed_instruction& t = timed_[replayed_];
+      if (t.stream < compute_streams) continue;
+      const dma_jobs jobs = dma_jobs_of(t.packets, t.packet_bytes, *spec_);
+      replay_.assign(t.start_ns, t.packets, jobs.group, jobs.per_packet, spans_);
+    }
+    return spans_;
+  }
+  /// Per DMA engine: packets carried and time held, as summed from spans() (without building them).
+  const std::vector<std::uint64_t>& dma_engine_packets() const noexcept { return dma_.engines().packets_carried(); }
+  const std::vector<double>& dma_engine_busy_ns() const noexcept { return dma_.engines().busy_ns(); }
   const std::vector<occupancy_sample>& occupancy() const noexcept { return occupancy_; }
   /// When the last result is visible: the kernel's total time.
   double total_ns() const noexcept { return total_ns_; }
 
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
   void clear() {
-    *this = scheduler(*spec_, options_);
+    storage kept = release_storage();
+    dma_ = dma_model(*spec_);
+    tracker_ = access_tracker();
+    std::fill(stream_free_.begin(), stream_free_.end(), 0.0);
+    std::fill(stream_last_.begin(), stream_last_.end(), ~std::uint64_t{0});
+    for (auto& p : ports_) p.clear();
+    te_busy_.clear();
+    ramp_start_ns_ = -1;
+    stationary_ = {};
+    have_stationary_ = false;
+    total_ns_ = frontier_ns_ = 0;
+    spans_total_ = 0;
+    adopt_storage(std::move(kept));
+  }
+
+  /// The logs (timed instructions, DMA spans, occupancy samples), emptied, with their capacity: a core
+  /// passes them on to the next core (core.hpp) so that a sweep does not page-fault fresh memory in.
+  struct storage {
+    std::vector<timed_instruction> timed;
+    std::vector<dma_span> spans;
+    std::vector<occupancy_sample> occupancy;
+    std::size_t bytes() const noexcept {
+      return timed.capacity() * sizeof(timed_instruction) + spans.capacity() * sizeof(dma_span) +
+             occupancy.capacity() * sizeof(occupancy_sample);
+    }
+  };
+  storage release_storage() noexcept {
+    replay_ = dma_engine_pool(spec_->dma.engines);
+    replayed_ = 0;
+    storage s{std::move(timed_), std::move(spans_), std::move(occupancy_)};
+    s.timed.clear();
+    s.spans.clear();
+    s.occupancy.clear();
+    timed_.clear();
+    spans_.clear();
+    occupancy_.clear();
+    return s;
+  }
+  /// Takes over storage's capacity (only while nothing was scheduled).
+  void adopt_storage(storage&& s) noexcept {
+    if (!timed_.empty() || !spans_.empty() || !occupancy_.empty()) return;
+    timed_ = std::move(s.timed);
+    spans_ = std::move(s.spans);
+    occupancy_ = std::move(s.occupancy);
+    timed_.clear();
+    spans_.clear();
+    occupancy_.clear();
   }
 
   const timed_instruction& schedule(const instruction_record& r) {
@@ -87,7 +152,7 @@ class scheduler {
     access* where = accesses_.data();
     for (std::size_t i = 0; i < n; ++i) {
       where[i].f = footprint::of(r.operands[i]);
-      where[i].at = tracker_.locate(where[i].f);
+      tracker_.locate(where[i].f, where[i].at);
       const constraint d = tracker_.ready(where[i].f, where[i].at, r.operands[i].written, t.stream, previous);
       c.raise(d.time_ns, d.cause);
       c.serial = c.serial || d.serial;
@@ -97,8 +162,7 @@ class scheduler {
     stall_cause cause = c.time_ns > free_ns ? c.cause : stall_cause::none;
 
     if (r.unit == engine::dma) {
-      const std::size_t before = spans_.size();
-      const dma_timing d = dma_.schedule(r, std::size_t(r.dma_queue), c.time_ns, spans_);
+      const dma_timing d = dma_.schedule(r, std::size_t(r.dma_queue), c.time_ns);
       t.start_ns = d.start_ns;
       t.end_ns = d.data_end_ns;
       t.done_ns = d.done_ns;
@@ -106,8 +170,9 @@ class scheduler {
       t.packets = d.packets;
       t.packet_bytes = d.packet_bytes;
       t.bytes = d.bytes;
-      t.first_span = std::uint32_t(before);
-      t.span_count = std::uint32_t(spans_.size() - before);
+      t.first_span = std::uint32_t(spans_total_);
+      t.span_count = d.span_count;
+      spans_total_ += d.span_count;
     } else {
       const double ghz = engine_ghz(*spec_, r.unit);
       engine_cost cost = instruction_cost(r, *spec_);
@@ -240,7 +305,11 @@ class scheduler {
   std::vector<double> stream_free_;
   std::vector<std::uint64_t> stream_last_;
   std::vector<timed_instruction> timed_;
-  std::vector<dma_span> spans_;
+  mutable std::vector<dma_span> spans_;  ///< spans of timed_[0, replayed_) (see spans())
+  mutable dma_engine_pool replay_;
+  mutable std::size_t replayed_ = 0;
+  mutable std::mutex spans_mutex_;
+  std::size_t spans_total_ = 0;
   std::vector<occupancy_sample> occupancy_;
   std::array<std::vector<std::pair<double, double>>, 2> ports_;
   std::deque<std::pair<double, double>> te_busy_;
