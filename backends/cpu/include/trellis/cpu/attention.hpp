@@ -2,11 +2,12 @@
 // attention on the CPU target: flash-style online softmax over KV blocks with QKᵀ and P·V on the GEMM's
 // register-tiled brgemm_tile (attention/tile.hpp), never materialising more than a QB × KB score block.
 //
-// Prefill: one task per (batch, head, QB query rows); its keys are the union of its rows' visible ranges,
-// so with causal masking the blocks above the diagonal are never touched and only blocks that straddle a
-// row's limit clip columns. Decode (Sq ≤ 16): the split-KV path of attention/decode.hpp. Which path runs
-// depends on the shape only, and each task's keys are visited in order, so results are bit-identical for
-// any thread count. A row that sees no key is 0 (lse −inf).
+// Prefill: one task per group of up to shared_tiles (QB query rows, head) tiles of one kv head; each key
+// block is readied (Kᵀ packed, bf16 V widened) once for all of them, and each tile takes the blocks of its
+// own rows' visible ranges, so with causal masking the blocks above the diagonal are never touched and
+// only blocks that straddle a row's limit clip columns. Decode (Sq ≤ 16): the split-KV path of
+// attention/decode.hpp. Which path runs depends on the shape only, and each task's keys are visited in
+// order, so results are bit-identical for any thread count. A row that sees no key is 0 (lse −inf).
 
 #include <algorithm>
 #include <cmath>
@@ -30,37 +31,63 @@ template <class S, class T, class TO>
 void prefill_attention(int threads, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
                        tensor_view<TO, 4> o, float scale, const attention_options& opts) {
   using blk = attention_blocking;
-  constexpr std::size_t L = S::lanes;
+  constexpr std::size_t L = S::lanes, shared = blk::shared_tiles;
   const std::size_t batch = q.extent(0), heads = q.extent(1), seq_q = q.extent(2), dim = q.extent(3);
   const std::size_t kv_heads = k.extent(1), seq_kv = k.extent(2);
   const std::size_t dp = (dim + L - 1) / L * L;
   const std::size_t q_tiles = (seq_q + blk::qb - 1) / blk::qb;
+  // A task runs up to `shared` (query tile, head) pairs of one kv head's group — GQA heads of one query
+  // tile first, then the next query tile — and readies each key block once for all of them.
+  const std::size_t group = heads / kv_heads, pairs = group * q_tiles, chunks = (pairs + shared - 1) / shared;
 
-  parallel_for(threads, batch * heads * q_tiles, [&](std::size_t task) {
-    const std::size_t b = task / (heads * q_tiles), h = task / q_tiles % heads, q0 = task % q_tiles * blk::qb;
-    const std::size_t hk = h / (heads / kv_heads);  // GQA by index: consecutive query heads share a kv head
-    attention_rows t;
-    t.count = std::min(blk::qb, seq_q - q0);
-    t.dim = dim;
-    t.dim_pad = dp;
-    t.q = thread_scratch(scratch_slot::attention_q).get(blk::rows_max * dp);
-    t.acc = thread_scratch(scratch_slot::attention_acc).get(blk::rows_max * dp);
-    for (std::size_t r = 0; r < t.count; ++r) load_row<S>(t, r, q, b, h, q0 + r, seq_kv, opts);
-    const detail::key_range span = t.key_span();
-    if (!span.empty()) attend_span<S>(t, attention_workspace::get(dim, dp), k, v, b, hk, span, scale, opts.mask);
-
-    for (std::size_t r = 0; r < t.count; ++r) {
-      TO* od = &o(b, h, q0 + r, 0);
-      const float l = t.l[r];
-      const typename S::vec inv = S::set(l > 0.0f ? 1.0f / l : 0.0f);  // no visible key: 0, not NaN
-      const float* acc = t.acc + r * dp;
-      std::size_t d = 0;
-      for (; d + L <= dim; d += L) simd_io<S>::store(od + d, S::mul(inv, S::load(acc + d)));
-      if (d < dim) simd_io<S>::store_n(od + d, S::mul(inv, S::load(acc + d)), dim - d);
-      if (opts.lse)
-        opts.lse.template as<float, 3>()(b, h, q0 + r) =
-            l > 0.0f ? t.m[r] + std::log(l) : -std::numeric_limits<float>::infinity();
+  parallel_for(threads, batch * kv_heads * chunks, [&](std::size_t task) {
+    const std::size_t b = task / (kv_heads * chunks), hk = task / chunks % kv_heads;
+    const std::size_t p0 = task % chunks * shared, count = std::min(pairs, p0 + shared) - p0;
+    float* q_rows = thread_scratch(scratch_slot::attention_q).get(shared * blk::rows_max * dp);
+    float* acc_rows = thread_scratch(scratch_slot::attention_acc).get(shared * blk::rows_max * dp);
+    attention_rows tiles[shared];
+    detail::key_range spans[shared];
+    std::size_t head[shared], first_row[shared];
+    detail::key_range span{std::numeric_limits<std::size_t>::max(), 0};
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t pair = p0 + i;
+      head[i] = hk * group + pair % group;  // GQA by index: consecutive query heads share a kv head
+      first_row[i] = pair / group * blk::qb;
+      attention_rows& t = tiles[i];
+      t.count = std::min(blk::qb, seq_q - first_row[i]);
+      t.dim = dim;
+      t.dim_pad = dp;
+      t.q = q_rows + i * blk::rows_max * dp;
+      t.acc = acc_rows + i * blk::rows_max * dp;
+      for (std::size_t r = 0; r < t.count; ++r) load_row<S>(t, r, q, b, head[i], first_row[i] + r, seq_kv, opts);
+      spans[i] = t.key_span();
+      if (!spans[i].empty()) span = {std::min(span.first, spans[i].first), std::max(span.last, spans[i].last)};
     }
+    if (span.first < span.last) {
+      const attention_workspace ws = attention_workspace::get(dim, dp);
+      for (std::size_t j0 = span.first; j0 < span.last; j0 += blk::kb) {
+        const std::size_t kb = std::min(blk::kb, span.last - j0);
+        const auto [vb, ldv] = prepare_block<S>(ws, k, v, b, hk, j0, kb, dp);
+        for (std::size_t i = 0; i < count; ++i)
+          if (spans[i].first < j0 + kb && j0 < spans[i].last)
+            attend_prepared_block<S>(tiles[i], ws, vb, ldv, j0, kb, scale, opts.mask);
+      }
+    }
+
+    for (std::size_t i = 0; i < count; ++i)
+      for (std::size_t r = 0; r < tiles[i].count; ++r) {
+        const std::size_t h = head[i], row = first_row[i] + r;
+        TO* od = &o(b, h, row, 0);
+        const float l = tiles[i].l[r];
+        const typename S::vec inv = S::set(l > 0.0f ? 1.0f / l : 0.0f);  // no visible key: 0, not NaN
+        const float* acc = tiles[i].acc + r * dp;
+        std::size_t d = 0;
+        for (; d + L <= dim; d += L) simd_io<S>::store(od + d, S::mul(inv, S::load(acc + d)));
+        if (d < dim) simd_io<S>::store_n(od + d, S::mul(inv, S::load(acc + d)), dim - d);
+        if (opts.lse)
+          opts.lse.template as<float, 3>()(b, h, row) =
+              l > 0.0f ? tiles[i].m[r] + std::log(l) : -std::numeric_limits<float>::infinity();
+      }
   });
 }
 

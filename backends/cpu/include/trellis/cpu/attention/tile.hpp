@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "trellis/cpu/gemm/brgemm.hpp"
 #include "trellis/cpu/gemm/pack.hpp"
@@ -35,6 +36,7 @@ struct attention_blocking {
   static constexpr std::size_t rows_max = 64;   // rows of any tile (decode: heads of a group × Sq)
   static constexpr std::size_t chunk = 512;     // split-KV decode chunk: fixed, so results ignore threads
   static constexpr std::size_t decode_max_sq = 16;
+  static constexpr std::size_t shared_tiles = 4;  // prefill tiles that share one readied key block (pack once, use 4×)
   static_assert(chunk % kb == 0 && qb <= rows_max, "a decode chunk is a whole number of key blocks");
 };
 
@@ -120,19 +122,32 @@ float exponentiate(float* p, std::size_t c0, std::size_t c1, std::size_t kb, flo
   return S::reduce_add(sum);
 }
 
-/// Keys [j0, j0 + kb) of (batch b, kv head hk) into every row of `t`.
+/// Readies keys [j0, j0 + kb) of (batch b, kv head hk) for any number of tiles: Kᵀ [D, kb] packed into
+/// NR-wide micro-panels (k contiguous: the fast 16 × 16 transpose for fp32; bf16 widened on the way), and a
+/// bf16 V block widened to fp32 (an fp32 V block is read in place). Returns the V block and its row stride.
 template <class S, class T>
-void attend_block(attention_rows& t, const attention_workspace& ws, tensor_view<const T, 4> k,
-                  tensor_view<const T, 4> v, std::size_t b, std::size_t hk, std::size_t j0, std::size_t kb,
-                  float scale, const any_view& mask) {
-  constexpr std::size_t NR = gemm_tile<S>::nr, KB = attention_blocking::kb;
-  const std::size_t dim = t.dim, dp = t.dim_pad, rows = t.count;
-
-  // Kᵀ [D, kb] is a transposed view of the K block: pack it into NR-wide micro-panels (k contiguous: the
-  // fast 16 × 16 transpose for fp32; bf16 is widened on the way).
+std::pair<const float*, std::size_t> prepare_block(const attention_workspace& ws, tensor_view<const T, 4> k,
+                                                   tensor_view<const T, 4> v, std::size_t b, std::size_t hk,
+                                                   std::size_t j0, std::size_t kb, std::size_t dim_pad) {
+  constexpr std::size_t NR = gemm_tile<S>::nr;
+  const std::size_t dim = k.extent(3);
   const tensor_view<const T, 2> kt_view{&k(b, hk, j0, 0), {dim, kb}, {k.stride(3), k.stride(2)}};
   for (std::size_t jp = 0; jp < kb; jp += NR) pack_b_micro_panel<S, false>(kt_view, jp, std::min(NR, kb - jp), ws.kt + jp * dim);
+  if constexpr (std::is_same_v<T, float>) {
+    return {&v(b, hk, j0, 0), v.stride(2)};
+  } else {
+    for (std::size_t j = 0; j < kb; ++j) simd_io<S>::widen(&v(b, hk, j0 + j, 0), dim, ws.v + j * dim_pad);
+    return {ws.v, dim_pad};
+  }
+}
 
+/// Keys [j0, j0 + kb), readied by prepare_block (ws.kt, and the V block `vb` with row stride `ldv`), into
+/// every row of `t`.
+template <class S>
+void attend_prepared_block(attention_rows& t, const attention_workspace& ws, const float* vb, std::size_t ldv,
+                           std::size_t j0, std::size_t kb, float scale, const any_view& mask) {
+  constexpr std::size_t KB = attention_blocking::kb;
+  const std::size_t dim = t.dim, dp = t.dim_pad, rows = t.count;
   float* s = ws.scores;  // [rows, KB]
   for (std::size_t r = 0; r < rows; ++r) std::fill(s + r * KB, s + r * KB + kb, 0.0f);
   const float* a_q = t.q;
@@ -165,17 +180,18 @@ void attend_block(attention_rows& t, const attention_workspace& ws, tensor_view<
     }
   }
 
-  // acc += P·V with the V block read in place (fp32) or widened once (bf16).
-  const float* vb = ws.v;
-  std::size_t ldv = dp;
-  if constexpr (std::is_same_v<T, float>) {
-    vb = &v(b, hk, j0, 0);
-    ldv = v.stride(2);
-  } else {
-    for (std::size_t j = 0; j < kb; ++j) simd_io<S>::widen(&v(b, hk, j0 + j, 0), dim, ws.v + j * dp);
-  }
+  // acc += P·V.
   const float* a_p = s;
   brgemm_tile<S>(1, &a_p, KB, brgemm_b{&vb, ldv, false}, rows, dim, kb, t.acc, dp);
+}
+
+/// Keys [j0, j0 + kb) of (batch b, kv head hk) into every row of `t`.
+template <class S, class T>
+void attend_block(attention_rows& t, const attention_workspace& ws, tensor_view<const T, 4> k,
+                  tensor_view<const T, 4> v, std::size_t b, std::size_t hk, std::size_t j0, std::size_t kb,
+                  float scale, const any_view& mask) {
+  const auto [vb, ldv] = prepare_block<S>(ws, k, v, b, hk, j0, kb, t.dim_pad);
+  attend_prepared_block<S>(t, ws, vb, ldv, j0, kb, scale, mask);
 }
 
 /// Loads row r of a tile: query (b, h, i), zero accumulator, empty statistics, its key range and mask row.
