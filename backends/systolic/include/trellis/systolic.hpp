@@ -9,4 +9,5 @@
 #include "trellis/systolic/machine.hpp"
 #include "trellis/systolic/matmul.hpp"
 #include "trellis/systolic/memory.hpp"
+#include "trellis/systolic/norm.hpp"
 #include "trellis/systolic/records.hpp"
