@@ -61,10 +61,21 @@ class access_tracker {
     index_.candidates(f, [&](std::uint32_t id) { consider(id, f, write, stream, previous, c, first); });
     return c;
   }
-  /// The same, for f at `where` (locate(f)).
-  constraint ready(const footprint& f, const location& where, bool write, std::uint32_t stream, std::uint64_t previous) {
+  using candidate_set = footprint_index::candidate_set;
+
+  /// The same, for f at `where` (locate(f)); collects the candidates into `seen` for record().
+  constraint ready(const footprint& f, const location& where, bool write, std::uint32_t stream, std::uint64_t previous,
+                   candidate_set& seen) {
     constraint c;
     std::uint64_t first = 0;
+    index_.collect(f, where, seen);
+    if (seen.valid) {
+      for (std::uint32_t k = 0; k < seen.count; ++k) {
+        const std::uint32_t tagged = seen.ids[k];
+        if (write || (tagged & footprint_index::write_tag)) consider(tagged & ~footprint_index::write_tag, f, write, stream, previous, c, first);
+      }
+      return c;
+    }
     const auto want = write ? footprint_index::wanted::all : footprint_index::wanted::writes;  // reads ignore reads
     index_.candidates(f, where, want, [&](std::uint32_t id) { consider(id, f, write, stream, previous, c, first); });
     return c;
@@ -75,19 +86,29 @@ class access_tracker {
               double other_ns, double same_ns) {
     location where;
     locate(f, where);
-    record(f, where, write, stream, from_dma, instruction, other_ns, same_ns);
+    candidate_set none;
+    record(f, where, none, write, stream, from_dma, instruction, other_ns, same_ns);
   }
-  /// The same, for f at `where` (locate(f), computed before any other access was recorded since).
-  void record(const footprint& f, const location& where, bool write, std::uint32_t stream, bool from_dma,
-              std::uint64_t instruction, double other_ns, double same_ns) {
+  /// The same, for f at `where` (locate(f)) whose candidates ready() collected into `seen` (reused when
+  /// its cells did not change since).
+  void record(const footprint& f, const location& where, const candidate_set& seen, bool write, std::uint32_t stream,
+              bool from_dma, std::uint64_t instruction, double other_ns, double same_ns) {
     // An entry fully inside a new write is dominated by it (the write waited for it and ends later); a read
     // entry inside a new read that frees the region no earlier is dominated for every later writer.
     dominated_.clear();
-    const auto want = write ? footprint_index::wanted::all : footprint_index::wanted::reads;  // a read dominates reads
-    index_.candidates(f, where, want, [&](std::uint32_t id) {
+    auto dominates = [&](std::uint32_t id) {
       const entry& e = entries_[id];
       if (f.covers(e.where) && (write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) dominated_.push_back(id);
-    });
+    };
+    if (index_.unchanged(f, where, seen)) {
+      for (std::uint32_t k = 0; k < seen.count; ++k) {
+        const std::uint32_t tagged = seen.ids[k];
+        if (write || !(tagged & footprint_index::write_tag)) dominates(tagged & ~footprint_index::write_tag);  // a read dominates reads
+      }
+    } else {
+      const auto want = write ? footprint_index::wanted::all : footprint_index::wanted::reads;
+      index_.candidates(f, where, want, dominates);
+    }
     // A dominated entry in the same cells is overwritten in place (entry ids are not observable: the
     // answers depend on the entries' sequence numbers only); the others leave the index.
     std::uint32_t id = no_entry;

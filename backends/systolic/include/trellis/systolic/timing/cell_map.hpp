@@ -15,13 +15,13 @@ namespace trellis::systolic::timing {
 
 class cell_map {
  public:
-  /// A cell's entry ids: the first few inline, the rest on the heap.
+  /// A cell's entry ids: the first few inline, the rest on the heap; 32 bytes.
   class list {
    public:
     list() noexcept = default;
     list(const list&) = delete;
     list& operator=(const list&) = delete;
-    list(list&& o) noexcept : size_(o.size_), capacity_(o.capacity_) {
+    list(list&& o) noexcept : size_(o.size_), capacity_(o.capacity_), version_(o.version_) {
       if (o.capacity_ > inline_capacity) {
         heap_ = o.heap_;
         o.capacity_ = inline_capacity;
@@ -35,6 +35,8 @@ class cell_map {
     }
 
     std::uint32_t size() const noexcept { return size_; }
+    /// Changes whenever the list does (an id added, removed or retagged).
+    std::uint32_t version() const noexcept { return version_; }
     const std::uint32_t* begin() const noexcept { return data(); }
     const std::uint32_t* end() const noexcept { return data() + size_; }
     std::uint32_t operator[](std::uint32_t i) const noexcept { return data()[i]; }
@@ -42,6 +44,7 @@ class cell_map {
     void push_back(std::uint32_t id) {
       if (size_ == capacity_) grow();
       data()[size_++] = id;
+      ++version_;
     }
     /// Removes `id`, whatever its tag bit (order within a cell does not matter: the tracker orders
     /// entries by sequence number).
@@ -50,6 +53,7 @@ class cell_map {
       for (std::uint32_t i = 0; i < size_; ++i)
         if ((d[i] & id_mask) == id) {
           d[i] = d[--size_];
+          ++version_;
           return;
         }
     }
@@ -59,12 +63,13 @@ class cell_map {
       for (std::uint32_t i = 0; i < size_; ++i)
         if ((d[i] & id_mask) == id) {
           d[i] = tagged;
+          ++version_;
           return;
         }
     }
 
    private:
-    static constexpr std::uint32_t inline_capacity = 6;
+    static constexpr std::uint32_t inline_capacity = 5;
     static constexpr std::uint32_t id_mask = ~(std::uint32_t{1} << 31);
     std::uint32_t* data() noexcept { return capacity_ > inline_capacity ? heap_ : inline_; }
     const std::uint32_t* data() const noexcept { return capacity_ > inline_capacity ? heap_ : inline_; }
@@ -77,7 +82,7 @@ class cell_map {
       heap_ = d;
       capacity_ = capacity;
     }
-    std::uint32_t size_ = 0, capacity_ = inline_capacity;
+    std::uint32_t size_ = 0, capacity_ = inline_capacity, version_ = 0;
     union {
       std::uint32_t inline_[inline_capacity];
       std::uint32_t* heap_;

@@ -50,7 +50,12 @@ class dma_engine_pool {
   /// The same without recording the spans (dma_model::replay() can give them later): returns when the
   /// last packet ends, and sets `span_count` to the number of spans assign() would have appended.
   double assign(double start_ns, std::size_t packets, std::size_t group, double per_packet, std::uint32_t& span_count) {
-    const double end = assign_jobs(start_ns, packets, group, per_packet);
+    double end = start_ns;
+    if (whole_rounds(start_ns, packets, group, per_packet, end)) {
+      span_count = std::uint32_t(ring_.size());
+      return end;
+    }
+    end = assign_jobs(start_ns, packets, group, per_packet);
     span_count = std::uint32_t(used_);
     finish_transfer();
     return end;
@@ -63,6 +68,37 @@ class dma_engine_pool {
 
  private:
   static constexpr std::uint32_t none = ~std::uint32_t{0};
+
+  /// The common case, without spans: all engines free together, and the transfer is whole rounds of one
+  /// job per engine that keep them together (the all-equal case of assign_rounds, over all the jobs).
+  /// Does nothing and returns false when that is not so.
+  bool whole_rounds(double start_ns, std::size_t packets, std::size_t group, double per_packet, double& end) noexcept {
+    const std::size_t size = ring_.size();
+    if (group == 0 || packets % group != 0 || packets == 0) return false;
+    const std::size_t jobs = packets / group;
+    if (jobs % size != 0) return false;
+    const std::size_t tail = head_ == 0 ? size - 1 : head_ - 1;
+    if (ring_[head_].free != ring_[tail].free) return false;
+    const double duration = per_packet * double(group);
+    const std::size_t rounds = jobs / size;
+    double f = ring_[head_].free, s0 = 0;
+    for (std::size_t r = 0; r < rounds; ++r) {
+      const double s = start_ns > f ? start_ns : f, next = s + duration;
+      if (!(next > f)) return false;
+      if (r == 0) s0 = s;
+      f = next;
+    }
+    const std::uint64_t carried = std::uint64_t(rounds) * group;
+    const double busy = f - s0;
+    for (std::size_t i = 0; i < size; ++i) {
+      ring_[i].free = f;
+      free_[i] = f;
+      packets_[i] += carried;
+      busy_[i] += busy;
+    }
+    end = end > f ? end : f;
+    return true;
+  }
 
   /// Assigns the jobs of a transfer; its spans are current_[0, used_).
   double assign_jobs(double start_ns, std::size_t packets, std::size_t group, double per_packet) {

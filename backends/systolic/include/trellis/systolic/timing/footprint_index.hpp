@@ -53,6 +53,53 @@ class footprint_index {
   enum class wanted : std::uint8_t { all, writes, reads };
   static constexpr std::uint32_t write_tag = std::uint32_t{1} << 31;
 
+  /// The candidates of one access, collected once (collect()) for its query and reused for its update
+  /// when none of its cells changed in between (unchanged()).
+  struct candidate_set {
+    static constexpr std::uint32_t capacity = 32;
+    bool valid = false;             ///< ids holds every candidate (tagged); false: walk the index instead
+    std::uint32_t count = 0;
+    std::array<std::uint32_t, capacity> ids;
+    std::array<std::uint32_t, cached_cells> versions;  ///< of the location's cells when collected
+  };
+
+  /// Collects the candidates of f at l (prepare(f, l)) into s, when they come from l's cells only and fit.
+  void collect(const footprint& f, const location& l, candidate_set& s) {
+    s.valid = false;
+    s.count = 0;
+    if (l.wide || !l.cached || !groups_[l.group].wide.empty() || elsewhere(f, l.group)) return;
+    if (l.cell_count == 1) {
+      const cell_map::list& list = cells_[l.cells[0]];
+      if (list.size() > candidate_set::capacity) return;
+      for (std::uint32_t tagged : list) s.ids[s.count++] = tagged;
+      s.versions[0] = list.version();
+      s.valid = true;
+      return;
+    }
+    const std::uint32_t epoch = next_epoch();
+    for (std::uint32_t k = 0; k < l.cell_count; ++k) {
+      const cell_map::list& list = cells_[l.cells[k]];
+      s.versions[k] = list.version();
+      for (std::uint32_t tagged : list) {
+        const std::uint32_t id = tagged & ~write_tag;
+        if (stamp_[id] == epoch) continue;
+        stamp_[id] = epoch;
+        if (s.count == candidate_set::capacity) return;
+        s.ids[s.count++] = tagged;
+      }
+    }
+    s.valid = true;
+  }
+
+  /// Whether s (collected for l) still holds the candidates: none of l's cells changed, and the
+  /// wide entries and other groups that collect() required to be absent still are.
+  bool unchanged(const footprint& f, const location& l, const candidate_set& s) const noexcept {
+    if (!s.valid || !groups_[l.group].wide.empty() || elsewhere(f, l.group)) return false;
+    for (std::uint32_t k = 0; k < l.cell_count; ++k)
+      if (cells_[l.cells[k]].version() != s.versions[k]) return false;
+    return true;
+  }
+
   /// Sets l to the location of f, creating its group and cells if they are new (f is about to be recorded).
   void prepare(const footprint& f, location& l) {
     std::uint32_t g = find_group(f);
@@ -61,8 +108,13 @@ class footprint_index {
     l.cached = false;
     set_rect(groups_[g], f, l);
     if (!l.wide && l.cell_count <= cached_cells) {
-      std::uint32_t k = 0;
-      for_each_block(l, [&](std::uint64_t rb, std::uint64_t cb) { l.cells[k++] = cell_index(g, rb, cb, true); });
+      const group& gr = groups_[g];
+      if (gr.dense_base != cell_map::none && l.rb1 == 0 && l.cb1 < dense_columns) {  // on chip: consecutive cells
+        for (std::uint32_t k = 0; k < l.cell_count; ++k) l.cells[k] = gr.dense_base + std::uint32_t(l.cb0) + k;
+      } else {
+        std::uint32_t k = 0;
+        for_each_block(l, [&](std::uint64_t rb, std::uint64_t cb) { l.cells[k++] = cell_index(g, rb, cb, true); });
+      }
       l.cached = true;
     }
   }
@@ -240,7 +292,8 @@ class footprint_index {
 
   /// Cells sized after the group's first footprint (kernels move same-shaped tiles through a tensor), so
   /// that a tile touches about four cells; clamped so that a first whole-tensor access cannot make cells
-  /// hold many tiles. On chip: all 128 partitions × 512 bytes, about the smallest tile row kernels use.
+  /// hold many tiles. On chip: all 128 partitions × 512 bytes (SBUF), about the smallest tile row kernels
+  /// use, or × 2 KiB (PSUM), a bank.
   ///
   /// In HBM the grid is offset so that the first footprint starts a cell: a kernel that walks a tensor
   /// in tiles of one shape then puts each tile in as few cells as possible (any offset is correct).
@@ -259,6 +312,7 @@ class footprint_index {
       gr.row_bias = (rows - (first.rb0 & (rows - 1))) & (rows - 1);
       gr.col_bias = (cols - (first.cb0 & (cols - 1))) & (cols - 1);
     } else {
+      if (f.space == memory_space::psum) gr.col_shift = 11;  // a PSUM bank (2 KiB per partition): tiles are banks
       gr.dense_base = cells_.add_unkeyed(dense_columns);
     }
     groups_.push_back(std::move(gr));

@@ -153,7 +153,7 @@ class scheduler {
     for (std::size_t i = 0; i < n; ++i) {
       where[i].f = footprint::of(r.operands[i]);
       tracker_.locate(where[i].f, where[i].at);
-      const constraint d = tracker_.ready(where[i].f, where[i].at, r.operands[i].written, t.stream, previous);
+      const constraint d = tracker_.ready(where[i].f, where[i].at, r.operands[i].written, t.stream, previous, where[i].seen);
       c.raise(d.time_ns, d.cause);
       c.serial = c.serial || d.serial;
     }
@@ -209,7 +209,7 @@ class scheduler {
       const bool w = r.operands[i].written;
       const double other = w ? t.done_ns : t.end_ns;
       const double same = dma ? other : t.end_ns;
-      tracker_.record(where[i].f, where[i].at, w, t.stream, dma, r.index, other, same);
+      tracker_.record(where[i].f, where[i].at, where[i].seen, w, t.stream, dma, r.index, other, same);
     }
     total_ns_ = std::max(total_ns_, t.done_ns);
     frontier_ns_ = std::max(frontier_ns_, t.start_ns);
@@ -295,6 +295,7 @@ class scheduler {
   struct access {
     footprint f;
     access_tracker::location at;
+    access_tracker::candidate_set seen;
   };
 
   const machine_spec* spec_;
