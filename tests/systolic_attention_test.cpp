@@ -285,6 +285,18 @@ TYPED_TEST(SystolicAttention, SmallBlocksExerciseTheOnlineSoftmax) {
                         {.q_tile = 64, .key_chunk = 128, .kv_block = 128, .resident_kv_bytes = 0});
   check_policy<M, bf16>({.batch = 1, .kv_heads = 2, .seq_q = 300, .seq_kv = 100, .dim = 32, .causal = true, .lse = true},
                         {.q_tile = 96, .key_chunk = 128, .kv_block = 128});
+  // S evicted to SBUF before max and exp (the trn1 default) or read from PSUM (the trn2 default), on both.
+  const bool evict_default = M::spec.ports.vector_scalar_share_psum;
+  check_policy<M, float>(causal, {.key_chunk = 256, .kv_block = 512, .evict_scores = !evict_default});
+}
+
+// One head per group (MHA): the software pipeline runs two steps ahead, across query tiles of one step each and
+// across streamed K/V blocks; every buffer it reuses must have been released by then.
+TYPED_TEST(SystolicAttention, MhaPipelinesAcrossTilesAndBlocks) {
+  using M = TypeParam;
+  const problem mha{.batch = 1, .heads = 2, .kv_heads = 2, .seq_q = 600, .seq_kv = 600, .dim = 32, .lse = true};
+  check<M, bf16>(mha);  // 5 query tiles of one step each
+  check_policy<M, bf16>(mha, {.key_chunk = 128, .kv_block = 128, .resident_kv_bytes = 0});  // 5 streamed blocks
 }
 
 /// q_i = [c_i, 0, ...], k_j = [f(j), 0, ...], scale 1: logits c_i·f(j), exact in bf16 and fp32. With gaps of
@@ -368,6 +380,9 @@ TEST(SystolicAttentionRules, RejectsWhatTheModelDoesNotImplementWithoutWriting) 
             std::string::npos);
   EXPECT_NE(error_of([&] { flash_attention_fwd(nc, groups, {.scale = 1.0f}, {.kv_block = 700}); }).find("kv_block 700"),
             std::string::npos);
+  EXPECT_NE(error_of([&] { flash_attention_fwd(nc, groups, {.scale = 1.0f}, {.stat_bufs = 2}); }).find("stat_bufs >= 3"),
+            std::string::npos);
+  EXPECT_EQ(nc.records().size(), 0u);
 }
 
 std::size_t count_op(const core_state& nc, opcode op) {
@@ -395,8 +410,9 @@ TEST(SystolicAttentionMix, CausalMasksOnlyDiagonalTilesAndSkipsMaskedOnes) {
   EXPECT_EQ(count_op(full, opcode::nc_matmul), 16u + 8u * 8u);
   EXPECT_EQ(count_op(full, opcode::nc_transpose), 8u * 8u);
   EXPECT_EQ(count_op(causal, opcode::nc_matmul), 12u + 36u);  // Σ (t + 1) pieces over 8 tiles = 36
-  // trn2 has DMA transposes for bf16 inputs: no Tensor Engine transposes of Q or K.
-  EXPECT_LT(causal.report().total_ns, full.report().total_ns);
+  // trn2 has DMA transposes for bf16 inputs: no Tensor Engine transposes of Q or K. The skipped work is exact:
+  // QKᵀ over Σ 128·(t + 1) = 36·128 keys instead of 64·128, and 36 P·V pieces instead of 64.
+  EXPECT_DOUBLE_EQ(causal.report().model_flops, full.report().model_flops * 36.0 / 64.0);
 }
 
 /// Bytes the DMAs read from [base, base + bytes).

@@ -15,11 +15,21 @@
 //     m_new               −m_new = min(scale·(−max), −m_old): one tensor_scalar
 //     P = exp(..), Σ      one Scalar activation per chunk: exp(scale·S − m_new) with reduce_out = row sums,
 //                          P rounded to bf16 for the PV matmul; Σ stays fp32
-//     Pᵀ                  nc_transpose of 128 × 128 pieces on the Tensor Engine into PSUM, evicted by Vector
+//     Pᵀ                  nc_transpose of 128 × 128 pieces on the Tensor Engine into PSUM, evicted to SBUF by
+//                          Vector and Scalar in turn
 //     O_blk = P·V         nc_matmul(dst [128 q, d] PSUM, stationary Pᵀ [128 keys, 128 q], moving V [128 keys, d]),
 //                          accumulated in PSUM over the whole block
-//     rescale             α = exp(m_old − m_new) (Scalar); l = α·l + Σ; acc = α·acc + O_blk (Vector)
+//     rescale             α = exp(m_old − m_new) (Scalar); l = α·l + Σ, acc = α·acc (GpSimd); acc += O_blk (Vector)
 //   O = acc / l           division by the row sum at the end; row log-sum-exp m + log l if asked
+//
+// Engines and overlap: each engine runs its own in-order stream, so the program order is the schedule. The
+// kernel is software-pipelined over steps (one head × one KV block): while step k runs its exps, transposes and
+// P·V (stage C), the QKᵀ chunks and row maxima of steps k + 1 and k + 2 (stage A) are issued one chunk per exp,
+// in a ring of kv_block / key_chunk + 1 PSUM banks, and step k + 1's m_new (stage B) before step k's fold (stage
+// D). Within a step the Tensor Engine transposes chunk c before the P·V of chunk c − 1, so it does not wait for
+// the eviction it just caused. The tiny [128, 1] statistics ops run on GpSimd, idle otherwise, to keep the
+// Vector engine (row maxima, half the Pᵀ evictions) and the Scalar engine (exps, the other half) to the work
+// that bounds the kernel: see docs/systolic-model.md, "Kernels: flash attention".
 //
 // Numerics: every matmul is bf16 × bf16 → fp32 PSUM; the softmax statistics (m, l, α) and the output
 // accumulator are fp32. fp32 inputs are rounded to bf16 (nearest even) by the DMA that loads them — the
@@ -46,8 +56,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "trellis/core/error.hpp"
@@ -65,18 +77,23 @@ struct attention_policy {
   /// Kᵀ + V of one kv head (bf16, bytes per partition: 2·Skv + 2·d·⌈Skv/128⌉) at most this: loaded once per
   /// group and kept in SBUF; more: streamed per query tile a KV block at a time.
   std::size_t resident_kv_bytes = 48 * 1024;
+  /// Copy each S chunk from PSUM to SBUF once (Scalar) before its max (Vector) and exp (Scalar) read it, as
+  /// flash_fwd's qk_res_buf does. Unset: only where Vector and Scalar share the PSUM port (v2: trn1; 6 % faster
+  /// there in the model); elsewhere both read S straight from PSUM, which costs no copy.
+  std::optional<bool> evict_scores{};
 
-  // Buffer counts (rotating pools; each is the reason the named overlap can happen):
-  std::size_t kv_bufs = 2;     ///< Kᵀ/V tiles (a group's, or a block's): the next group/block loads during this one
-  std::size_t q_bufs = 2;      ///< Qᵀ of a query tile's G heads: the next tile's Q loads during this one
-  std::size_t state_bufs = 2;  ///< acc [128, G·d] and m, l, α per query tile: finishing one tile overlaps the next
-  std::size_t score_bufs = 4;  ///< PSUM banks of S chunks: a whole 2048-key block (4 × 512) is live until its exps
-  std::size_t mask_bufs = 2;   ///< SBUF copies of diagonal S chunks for affine_select
-  std::size_t p_bufs = 4;      ///< bf16 P chunks: the Scalar engine's exps run up to a block ahead of the transposes
-  std::size_t pt_bufs = 2;     ///< PSUM transpose targets (Pᵀ pieces; Qᵀ/Kᵀ without DMA transpose): transpose
-                               ///< the next chunk while the Vector engine evicts this one
+  // Buffer counts (rotating pools; each comment says what the count lets overlap). The software pipeline keeps
+  // two steps in flight (the next step's QKᵀ runs inside this one's exp/PV), so the pools marked "≥ 2" need two.
+  // Not in the policy: a ring of kv_block / key_chunk + 1 PSUM banks for S chunks (5 by default; and as many SBUF
+  // masked copies): one block's chunks wait there for their statistics while the next QKᵀ fills the spare.
+  std::size_t kv_bufs = 2;     ///< Kᵀ/V tiles: the next group's (resident) or block's (streamed, ≥ 2) load during this one
+  std::size_t q_bufs = 2;      ///< (≥ 2) Qᵀ of a query tile's G heads: the next tile's Q loads during this one
+  std::size_t state_bufs = 2;  ///< (≥ 2) acc [128, G·d] and m, l, α of a query tile: the next tile starts before this one ends
+  std::size_t p_bufs = 4;      ///< (≥ 2) bf16 P chunks: the Scalar engine's exps run ahead of the transposes
+  std::size_t pt_bufs = 2;     ///< (≥ 2) PSUM transpose targets and SBUF Pᵀ: chunk c is transposed and evicted while
+                               ///< chunk c − 1's Pᵀ feeds its P·V matmuls
   std::size_t pv_bufs = 2;     ///< PSUM [128, d] P·V accumulators: the next step's PV while this one is folded in
-  std::size_t stat_bufs = 2;   ///< per-step [128, ·] statistics (chunk maxima, row sums): one step may overlap the next
+  std::size_t stat_bufs = 3;   ///< (≥ 3) per-step maxima, row sums, α: stage A runs up to two steps ahead of stage C
   std::size_t stage_bufs = 4;  ///< row-major [128, d] staging of Q/K for Tensor Engine transposes (DMA ahead)
   std::size_t out_bufs = 2;    ///< output [128, d] (and lse) tiles: the store of one overlaps the next division
 };
@@ -110,9 +127,12 @@ inline void check_attention_policy(const attention_policy& p, const machine_spec
          std::to_string(spec.matmul.moving_free_max_fp32_out) + " (one fp32 PSUM bank of moving keys)");
   if (p.kv_block == 0 || p.kv_block % p.key_chunk != 0)
     fail("kv_block " + std::to_string(p.kv_block) + " is not a multiple of key_chunk " + std::to_string(p.key_chunk));
-  for (std::size_t b : {p.kv_bufs, p.q_bufs, p.state_bufs, p.score_bufs, p.mask_bufs, p.p_bufs, p.pt_bufs, p.pv_bufs,
+  for (std::size_t b : {p.kv_bufs, p.q_bufs, p.state_bufs, p.p_bufs, p.pt_bufs, p.pv_bufs,
                         p.stat_bufs, p.stage_bufs, p.out_bufs})
     if (b == 0) fail("has a buffer count of 0 (every pool needs at least one buffer)");
+  if (p.q_bufs < 2 || p.state_bufs < 2 || p.p_bufs < 2 || p.stat_bufs < 3 || p.pt_bufs < 2)
+    fail("needs q_bufs, state_bufs, p_bufs, pt_bufs >= 2 and stat_bufs >= 3 (the software pipeline keeps two query tiles "
+         "and three steps in flight)");
 }
 
 }  // namespace detail
@@ -162,6 +182,10 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
   const std::int64_t causal_offset = static_cast<std::int64_t>(skv) - static_cast<std::int64_t>(sq);
   const std::size_t q_tile = policy.q_tile, chunk = policy.key_chunk, block = policy.kv_block;
   const std::size_t chunks_per_block = block / chunk;
+  // Where Vector and Scalar share one PSUM port (v2), reading each S chunk from PSUM twice (max on Vector, exp on
+  // Scalar) serialises them: S is evicted to SBUF once, by Scalar, and both read it there.
+  const bool evict_scores = policy.evict_scores.value_or(spec.ports.vector_scalar_share_psum);
+  auto chunks_of = [&](std::size_t keys) { return (keys + chunk - 1) / chunk; };
 
   // Keys row i of a group with `keys` visible keys sees: [0, visible(i)).
   auto visible = [&](std::size_t i, std::size_t keys) -> std::size_t {
@@ -174,17 +198,29 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
   // 128: piece t of the tile is columns [t·d, (t + 1)·d).
   const std::size_t skv_pad = std::max<std::size_t>(pe, (skv + pe - 1) / pe * pe);
   const bool resident = 2 * skv_pad + 2 * d * (skv_pad / pe) <= policy.resident_kv_bytes;
+  if (!resident && policy.kv_bufs < 2)
+    raise_error("flash_attention_fwd: policy kv_bufs " + std::to_string(policy.kv_bufs) + " on " + spec.name +
+                ": streamed K/V needs >= 2 (the next block loads while this one's last step runs)");
   const std::size_t kv_keys = resident ? skv_pad : block;
   auto kt_pool = nc.sbuf.template pool<bf16>({d, kv_keys}, policy.kv_bufs);           // [d, keys] Kᵀ
   auto v_pool = nc.sbuf.template pool<bf16>({pe, kv_keys / pe * d}, policy.kv_bufs);  // [128 keys, pieces·d] V
   auto q_pool = nc.sbuf.template pool<bf16>({d, heads * q_tile}, policy.q_bufs);      // [d, G·128] Qᵀ per head
   auto acc_pool = nc.sbuf.template pool<float>({q_tile, heads * d}, policy.state_bufs);  // [128, G·d] Σ P·V
-  // Per head g: columns 4g, 4g + 1: −m (ping-pong between steps: old and new), 4g + 2: l, 4g + 3: α.
+  // Per head g: columns 4g, 4g + 1: −m (ping-pong between steps: old and new), 4g + 2: l, 4g + 3: spare.
   auto state_pool = nc.sbuf.template pool<float>({q_tile, heads * 4}, policy.state_bufs);
-  // Per step: the chunk extremes, the chunk row sums, −max of the block, Σ of the block.
-  auto stat_pool = nc.sbuf.template pool<float>({q_tile, 2 * chunks_per_block + 2}, policy.stat_bufs);
-  auto score_pool = nc.psum.template pool<float>({q_tile, chunk}, policy.score_bufs);  // [128, 512] S: one bank
-  auto mask_pool = nc.sbuf.template pool<float>({q_tile, chunk}, policy.mask_bufs);    // [128, 512] masked S
+  // Per step: the chunk extremes, the chunk row sums, −max of the block, Σ of the block, α.
+  auto stat_pool = nc.sbuf.template pool<float>({q_tile, 2 * chunks_per_block + 3}, policy.stat_bufs);
+  // S chunks live in a ring of kv_block / key_chunk + 1 PSUM banks (and as many SBUF masked copies), taken in
+  // order and freed when their exp has read them: a whole block waits for its statistics, and the spare bank lets
+  // the QKᵀ after it start meanwhile.
+  const std::size_t slots = chunks_per_block + 1;
+  std::vector<tile<float>> score_banks, masked_scores;
+  for (std::size_t c = 0; c < slots; ++c) {
+    score_banks.push_back(nc.psum.template tile<float>(q_tile, chunk));   // [128, 512] fp32 S: one bank
+    masked_scores.push_back(nc.sbuf.template tile<float>(q_tile, chunk));  // [128, 512] fp32 S, masked
+  }
+  std::vector<bool> slot_busy(slots, false);
+  std::size_t next_slot = 0;
   auto p_pool = nc.sbuf.template pool<bf16>({q_tile, chunk}, policy.p_bufs);           // [128 q, 512 keys] P
   auto pt_pool = nc.psum.template pool<pt_type>({pe, std::max(chunk, pe)}, policy.pt_bufs);  // [128 keys, pieces·128 q]
   auto ptsb_pool = nc.sbuf.template pool<bf16>({pe, chunk / pe * q_tile}, policy.pt_bufs);    // Pᵀ in SBUF
@@ -217,165 +253,277 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
     }
   };
 
-  for (const auto& g : groups) {
-    // Keys any row of the group sees: the last row's range.
-    const std::size_t group_keys = visible(sq - 1, g.keys);
-    tile<bf16>* kt = nullptr;
-    tile<bf16>* vt = nullptr;
-    if (resident && group_keys > 0) {
-      kt = &kt_pool.next();
-      vt = &v_pool.next();
-      for (std::size_t k0 = 0; k0 < group_keys; k0 += block) {  // block by block: the first block's compute starts early
-        const std::size_t w = std::min(block, group_keys - k0);
-        load_kv(g, kt->sub(0, d, k0, w), *vt, k0 / pe, k0, w);
-      }
-    }
+  // A query tile in flight: its rows, its keys, and its Qᵀ / accumulator / statistics buffers.
+  struct q_tile_state {
+    std::size_t q0 = 0, rows = 0, keys = 0, steps_left = 0;
+    tile<bf16>* qt = nullptr;     // [d, G·128]
+    tile<float>* acc = nullptr;   // [128, G·d]
+    tile<float>* state = nullptr; // [128, 4G]
+  };
+  // One online-softmax step: one head of one query tile against one KV block.
+  struct step_state {
+    std::size_t tile_index = 0, head = 0, k0 = 0, keys = 0, index = 0;  // index: the block's number in the tile
+    bool new_tile = false, new_block = false;
+    std::size_t chunks = 0;
+    tile<float>* stats = nullptr;  // [128, 2·chunks + 3]: chunk extremes, chunk row sums, −max, Σ, α
+    region kt{}, v{};              // the block's Kᵀ [d, keys] and V pieces
+    std::size_t v_piece0 = 0;
+    std::vector<region> scores{};  // per chunk: S in PSUM, or its masked copy in SBUF
+    std::vector<std::size_t> slot{};  // per chunk: its score slot
+    bool statistics_issued = false;
+  };
 
+  // Resident K/V of group gi (keys any of its rows sees: the last row's range), loaded block by block so that
+  // the first block's compute can start early. With kv_bufs ≥ 2 the next group's K/V are loaded when a group
+  // starts (prefetch), before this group's stores in program order.
+  std::vector<std::pair<tile<bf16>*, tile<bf16>*>> resident_kv(groups.size(), {nullptr, nullptr});
+  auto load_group = [&](std::size_t gi) {
+    const std::size_t keys = visible(sq - 1, groups[gi].keys);
+    if (!resident || keys == 0 || resident_kv[gi].first) return;
+    resident_kv[gi] = {&kt_pool.next(), &v_pool.next()};
+    for (std::size_t k0 = 0; k0 < keys; k0 += block) {
+      const std::size_t w = std::min(block, keys - k0);
+      load_kv(groups[gi], resident_kv[gi].first->sub(0, d, k0, w), *resident_kv[gi].second, k0 / pe, k0, w);
+    }
+  };
+
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& g = groups[gi];
+    load_group(gi);
+    if (policy.kv_bufs >= 2 && gi + 1 < groups.size()) load_group(gi + 1);
+    tile<bf16>* kt_all = resident_kv[gi].first;
+    tile<bf16>* v_all = resident_kv[gi].second;
+
+    // The work: query tiles that see no key are written as zeros now; the others become steps (tile, block, head).
+    std::vector<q_tile_state> tiles;
+    std::vector<step_state> steps;
     for (std::size_t q0 = 0; q0 < sq; q0 += q_tile) {
       const std::size_t r = std::min(q_tile, sq - q0);
       const std::size_t tile_keys = visible(q0 + r - 1, g.keys);  // the tile's last row sees the most
       if (tile_keys == 0) {  // no row of this tile sees a key: O = 0, lse = −inf, nothing to compute
         const region zero = out_pool.next().sub(0, r, 0, d);
-        memset(nc, zero, 0.0f);
+        memset(nc, zero, 0.0f, {.unit = engine::gpsimd});
         const region none = lse_pool.next().sub(0, r, 0, 1);
-        if (!g.lse.empty()) memset(nc, none, -INFINITY);
+        if (!g.lse.empty()) memset(nc, none, -INFINITY, {.unit = engine::gpsimd});
         for (std::size_t h = 0; h < heads; ++h) {
           dma_copy(nc, g.o[h].tile(q0, 0, r, d), zero);
           if (!g.lse.empty()) dma_copy(nc, g.lse[h].tile(q0, 0, r, 1), none);
         }
         continue;
       }
+      tiles.push_back({.q0 = q0, .rows = r, .keys = tile_keys, .steps_left = heads * ((tile_keys + block - 1) / block)});
+      for (std::size_t k0 = 0, j = 0; k0 < tile_keys; k0 += block, ++j)
+        for (std::size_t h = 0; h < heads; ++h)
+          steps.push_back({.tile_index = tiles.size() - 1, .head = h, .k0 = k0, .keys = std::min(block, tile_keys - k0),
+                           .index = j, .new_tile = k0 == 0 && h == 0, .new_block = h == 0});
+    }
 
-      // Qᵀ [d, r] of every head of the group.
-      auto& qt = q_pool.next();
+    // Qᵀ [d, r] of every head of tile ti. Loaded one tile ahead (when the previous tile starts), so that the
+    // loads precede the previous tile's stores in program order and overlap its compute.
+    auto load_q = [&](q_tile_state& t) {
+      t.qt = &q_pool.next();
       for (std::size_t h = 0; h < heads; ++h) {
-        const region dst = qt.sub(0, d, h * q_tile, r);
+        const region dst = t.qt->sub(0, d, h * q_tile, t.rows);
         if constexpr (dma_transpose) {
-          dma_copy(nc, dst, g.q[h].tile(q0, 0, r, d), {.transpose = true});
+          dma_copy(nc, dst, g.q[h].tile(t.q0, 0, t.rows, d), {.transpose = true});
         } else {
-          const region rows = stage_pool.next().sub(0, r, 0, d);  // [r, d] bf16 (the DMA casts)
-          dma_copy(nc, rows, g.q[h].tile(q0, 0, r, d));
-          const region pt = pt_pool.next().sub(0, d, 0, r);
+          const region rows = stage_pool.next().sub(0, t.rows, 0, d);  // [r, d] bf16 (the DMA casts)
+          dma_copy(nc, rows, g.q[h].tile(t.q0, 0, t.rows, d));
+          const region pt = pt_pool.next().sub(0, d, 0, t.rows);
           nc_transpose(nc, pt, rows);
           tensor_copy(nc, dst, pt);
         }
       }
-      auto& acc = acc_pool.next();
-      auto& state = state_pool.next();
+    };
+    if (!tiles.empty()) load_q(tiles[0]);
+    // A tile's accumulator and statistics; the next tile's Qᵀ.
+    auto begin_tile = [&](std::size_t ti) {
+      tiles[ti].acc = &acc_pool.next();
+      tiles[ti].state = &state_pool.next();
+      if (ti + 1 < tiles.size()) load_q(tiles[ti + 1]);
+    };
 
-      std::size_t step = 0;
-      for (std::size_t k0 = 0; k0 < tile_keys; k0 += block, ++step) {
-        const std::size_t wb = std::min(block, tile_keys - k0);
-        region kt_blk, v_blk;
-        std::size_t v_piece0 = 0;
+    region block_kt, block_v;  // streamed: the current block's K/V
+    // Stage A, one chunk: S = Q·Kᵀ into score bank c (one PSUM bank), masked on diagonal chunks, its row max.
+    auto scores_chunk = [&](step_state& s, std::size_t c) {
+      const q_tile_state& t = tiles[s.tile_index];
+      if (c == 0) {  // the step's buffers; a new tile or (streamed) a new block loads first
+        if (s.new_tile) begin_tile(s.tile_index);
         if (resident) {
-          kt_blk = kt->sub(0, d, k0, wb);
-          v_blk = vt->view();
-          v_piece0 = k0 / pe;
-        } else {  // streamed: this block's K/V, shared by the G heads
-          kt_blk = kt_pool.next().sub(0, d, 0, wb);
-          v_blk = v_pool.next().view();
-          load_kv(g, kt_blk, v_blk, 0, k0, wb);
+          s.kt = kt_all->sub(0, d, s.k0, s.keys);
+          s.v = v_all->view();
+          s.v_piece0 = s.k0 / pe;
+        } else {
+          if (s.new_block) {  // this block's K/V, shared by the G heads' steps that follow
+            block_kt = kt_pool.next().sub(0, d, 0, s.keys);
+            block_v = v_pool.next().view();
+            load_kv(g, block_kt, block_v, 0, s.k0, s.keys);
+          }
+          s.kt = block_kt;
+          s.v = block_v;
         }
-        const std::size_t n_chunks = (wb + chunk - 1) / chunk;
+        s.chunks = chunks_of(s.keys);
+        s.stats = &stat_pool.next();
+        s.scores.assign(s.chunks, region{});
+        s.slot.assign(s.chunks, 0);
+      }
+      const std::size_t r = t.rows, c0 = c * chunk, w = std::min(chunk, s.keys - c0), key0 = s.k0 + c0;
+      const std::size_t slot = s.slot[c] = next_slot;
+      slot_busy[slot] = true;
+      next_slot = (next_slot + 1) % slots;
+      const region s_ps = score_banks[slot].sub(0, r, 0, w);  // [r, w] fp32
+      nc_matmul(nc, s_ps, /*stationary*/ t.qt->sub(0, d, s.head * q_tile, r), /*moving*/ s.kt.sub(0, d, c0, w));
+      s.scores[c] = s_ps;
+      // Some key of the chunk lies past the first row's limit q0 + offset: mask (GpSimd, so in SBUF).
+      const bool diagonal =
+          params.causal && static_cast<std::int64_t>(key0 + w) - 1 > static_cast<std::int64_t>(t.q0) + causal_offset;
+      if (evict_scores || diagonal) {
+        const region s_sb = masked_scores[slot].sub(0, r, 0, w);
+        tensor_copy(nc, s_sb, s_ps, {.unit = evict_scores ? engine::scalar : engine::vector});
+        s.scores[c] = s_sb;
+      }
+      if (diagonal) {
+        const region s_sb = s.scores[c];
+        // keep key0 + f ≤ q0 + p + offset  ⇔  (q0 + offset − key0) + p − f ≥ 0
+        affine_select(nc, s_sb, s_sb,
+                      {.base = static_cast<std::int64_t>(t.q0) + causal_offset - static_cast<std::int64_t>(key0),
+                       .channel_multiplier = 1, .step = -1},
+                      {.compare = alu_op::is_ge, .on_false = masked});
+      }
+      tensor_reduce(nc, s.stats->sub(0, r, c, 1), s.scores[c], extreme);  // Vector (it can read PSUM)
+    };
 
-        for (std::size_t h = 0; h < heads; ++h) {
-          const region q_t = qt.sub(0, d, h * q_tile, r);             // [d, r] stationary
-          const region neg_m_new = state.sub(0, r, 4 * h + step % 2, 1);
-          const region neg_m_old = state.sub(0, r, 4 * h + (step + 1) % 2, 1);
-          const region l = state.sub(0, r, 4 * h + 2, 1);
-          const region alpha = state.sub(0, r, 4 * h + 3, 1);
-          const region acc_h = acc.sub(0, r, h * d, d);               // [r, d]
-          auto& stats = stat_pool.next();
-          const region extremes = stats.sub(0, r, 0, n_chunks);       // [r, chunks] row max (min) per chunk
-          const region row_sums = stats.sub(0, r, chunks_per_block, n_chunks);
-          const region neg_max = stats.sub(0, r, 2 * chunks_per_block, 1);
-          const region block_sum = stats.sub(0, r, 2 * chunks_per_block + 1, 1);
+    // Stage B: −m_new = min(scale·(−max of the block), −m_old); a tile's first step starts from the floor −FLT_MAX.
+    // Tiny [r, 1] ops on GpSimd, which is otherwise idle, so that Vector keeps to the row maxima.
+    auto statistics = [&](const step_state& s) {
+      const q_tile_state& t = tiles[s.tile_index];
+      const std::size_t r = t.rows;
+      const region neg_max = s.stats->sub(0, r, 2 * chunks_per_block, 1);
+      tensor_reduce(nc, neg_max, s.stats->sub(0, r, 0, s.chunks), extreme, {.negate = true, .unit = engine::gpsimd});
+      tensor_scalar(nc, t.state->sub(0, r, 4 * s.head + s.index % 2, 1), neg_max, alu_op::multiply, scale,
+                    {.op1 = alu_op::min,
+                     .operand1 = s.index == 0 ? scalar_operand(FLT_MAX)
+                                              : scalar_operand(t.state->sub(0, r, 4 * s.head + (s.index + 1) % 2, 1)),
+                     .unit = engine::gpsimd});
+    };
 
-          // S = Q·Kᵀ chunk by chunk (one PSUM bank each), masked on diagonal chunks, and each chunk's row max.
-          std::vector<region> scores(n_chunks);
-          for (std::size_t c = 0; c < n_chunks; ++c) {
-            const std::size_t c0 = c * chunk, w = std::min(chunk, wb - c0);
-            const std::size_t key0 = k0 + c0;
-            const region s_ps = score_pool.next().sub(0, r, 0, w);  // [r, w] fp32
-            nc_matmul(nc, s_ps, /*stationary*/ q_t, /*moving*/ kt_blk.sub(0, d, c0, w));
-            scores[c] = s_ps;
-            // Some key of the chunk lies past the first row's limit q0 + offset: mask (GpSimd, in SBUF).
-            if (params.causal && static_cast<std::int64_t>(key0 + w) - 1 > static_cast<std::int64_t>(q0) + causal_offset) {
-              const region s_sb = mask_pool.next().sub(0, r, 0, w);
-              tensor_copy(nc, s_sb, s_ps);
-              // keep key0 + f ≤ q0 + p + offset  ⇔  (q0 + offset − key0) + p − f ≥ 0
-              affine_select(nc, s_sb, s_sb,
-                            {.base = static_cast<std::int64_t>(q0) + causal_offset - static_cast<std::int64_t>(key0),
-                             .channel_multiplier = 1, .step = -1},
-                            {.compare = alu_op::is_ge, .on_false = masked});
-              scores[c] = s_sb;
-            }
-            tensor_reduce(nc, extremes.sub(0, r, c, 1), scores[c], extreme);
-          }
-          // −m_new = min(scale·(−max of the block), −m_old); the first step starts from the floor −FLT_MAX.
-          tensor_reduce(nc, neg_max, extremes, extreme, {.negate = true});
-          tensor_scalar(nc, neg_m_new, neg_max, alu_op::multiply, scale,
-                        {.op1 = alu_op::min, .operand1 = step == 0 ? scalar_operand(FLT_MAX) : scalar_operand(neg_m_old)});
-
-          // P = exp(scale·S − m_new) with its row sums, Pᵀ piece by piece, O_blk = P·V accumulated in PSUM.
-          const region pv = pv_pool.next().sub(0, r, 0, d);  // [r, d] fp32
-          for (std::size_t c = 0; c < n_chunks; ++c) {
-            const std::size_t c0 = c * chunk, w = std::min(chunk, wb - c0);
-            const region p = p_pool.next().sub(0, r, 0, w);  // [r, w] bf16
-            activation(nc, p, scores[c], activation_function::exp,
-                       {.scale = scale, .bias = neg_m_new, .reduce_out = row_sums.sub(0, r, c, 1)});
-            auto& pt = pt_pool.next();  // piece t: [wt keys, r] at columns [t·r, (t + 1)·r)
-            auto& pt_sb = ptsb_pool.next();
-            const std::size_t pieces = (w + pe - 1) / pe, full = w / pe;
-            for (std::size_t t = 0; t < pieces; ++t) {
-              const std::size_t wt = std::min(pe, w - t * pe);
-              nc_transpose(nc, pt.sub(0, wt, t * r, r), p.sub(0, r, t * pe, wt));
-            }
-            if (full > 0) tensor_copy(nc, pt_sb.sub(0, pe, 0, full * r), pt.sub(0, pe, 0, full * r));
-            if (full < pieces)  // a last piece of fewer than 128 keys
-              tensor_copy(nc, pt_sb.sub(0, w - full * pe, full * r, r), pt.sub(0, w - full * pe, full * r, r));
-            for (std::size_t t = 0; t < pieces; ++t) {
-              const std::size_t wt = std::min(pe, w - t * pe);
-              const std::size_t piece = v_piece0 + (c0 + t * pe) / pe;
-              nc_matmul(nc, pv, /*stationary*/ pt_sb.sub(0, wt, t * r, r), /*moving*/ v_blk.sub(0, wt, piece * d, d),
-                        {.accumulate = c > 0 || t > 0});
-            }
-          }
-
-          // Fold the block in: α = exp(m_old − m_new); l = α·l + Σ; acc = α·acc + P·V.
-          if (step == 0) {
-            tensor_reduce(nc, l, row_sums, alu_op::add);
-            tensor_copy(nc, acc_h, pv);
-          } else {
-            activation(nc, alpha, neg_m_old, activation_function::exp, {.scale = -1.0f, .bias = neg_m_new});
-            tensor_reduce(nc, block_sum, row_sums, alu_op::add);
-            tensor_scalar(nc, l, l, alu_op::multiply, alpha, {.op1 = alu_op::add, .operand1 = block_sum});
-            tensor_scalar(nc, acc_h, acc_h, alu_op::multiply, alpha);
-            tensor_tensor(nc, acc_h, acc_h, pv, alu_op::add);
-          }
+    // The software pipeline. Stage A (QKᵀ chunks and row maxima) runs ahead of stage C in step order, one chunk
+    // per exp of stage C (so that the maxima interleave with the Pᵀ evictions on the in-order Vector engine) and as
+    // far as free score slots allow: up to the step after next, unless that one needs a new query tile or a new
+    // streamed K/V block (which would need a third buffer). Stage B of step k is issued once its chunks are and
+    // once step k − 1 has read its −m_old (for α): before k − 1's fold, so that k's first exp does not wait for it.
+    std::size_t a_step = 0, a_chunk = 0;  // the next stage-A chunk to issue
+    auto pump = [&](std::size_t current, bool previous_alpha_issued, std::size_t max_chunks, std::size_t last_step) {
+      for (std::size_t n = 0; n < max_chunks && a_step < steps.size() && !slot_busy[next_slot]; ++n) {
+        const step_state& k = steps[a_step];
+        const bool allowed = a_step <= current + 1 || (a_step == current + 2 && !k.new_tile && (resident || !k.new_block));
+        if (!allowed || a_step > last_step) break;
+        scores_chunk(steps[a_step], a_chunk);
+        if (++a_chunk == chunks_of(steps[a_step].keys)) a_chunk = 0, ++a_step;
+      }
+      for (std::size_t k = current; k <= current + 1 && k < steps.size(); ++k)
+        if (!steps[k].statistics_issued && a_step > k && (k == current || previous_alpha_issued)) {
+          statistics(steps[k]);
+          steps[k].statistics_issued = true;
         }
+    };
+    auto free_slot = [&](const step_state& k, std::size_t c) { slot_busy[k.slot[c]] = false; };
+    constexpr std::size_t all = ~std::size_t{0};
+    if (!steps.empty()) pump(0, false, all, all);
+
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      step_state& s = steps[i];
+      const step_state* next = i + 1 < steps.size() ? &steps[i + 1] : nullptr;
+      q_tile_state& t = tiles[s.tile_index];
+      const std::size_t r = t.rows, h = s.head;
+      const region neg_m_new = t.state->sub(0, r, 4 * h + s.index % 2, 1);
+      const region neg_m_old = t.state->sub(0, r, 4 * h + (s.index + 1) % 2, 1);
+      const region l = t.state->sub(0, r, 4 * h + 2, 1);
+      const region acc_h = t.acc->sub(0, r, h * d, d);  // [r, d]
+      const region row_sums = s.stats->sub(0, r, chunks_per_block, s.chunks);
+      const region block_sum = s.stats->sub(0, r, 2 * chunks_per_block + 1, 1);
+      const region alpha = s.stats->sub(0, r, 2 * chunks_per_block + 2, 1);
+
+      // Stage C, chunk by chunk: P = exp(scale·S − m_new) with its row sums (Scalar, one chunk ahead), Pᵀ in
+      // 128 × 128 pieces (Tensor) evicted alternately by Vector and Scalar, and P·V accumulated in PSUM. The Tensor
+      // Engine computes the next step's QKᵀ chunk c (its bank was just read by this exp) and transposes chunk c
+      // before the P·V of chunk c − 1, so it works while chunk c − 1's Pᵀ is evicted.
+      const region pv = pv_pool.next().sub(0, r, 0, d);  // [r, d] fp32
+      std::vector<region> p(s.chunks), pt_sb(s.chunks);
+      auto exp_chunk = [&](std::size_t c) {
+        const std::size_t w = std::min(chunk, s.keys - c * chunk);
+        p[c] = p_pool.next().sub(0, r, 0, w);  // [r, w] bf16
+        activation(nc, p[c], s.scores[c], activation_function::exp,
+                   {.scale = scale, .bias = neg_m_new, .reduce_out = row_sums.sub(0, r, c, 1)});
+      };
+      auto pv_chunk = [&](std::size_t c) {
+        const std::size_t c0 = c * chunk, w = std::min(chunk, s.keys - c0);
+        for (std::size_t p0 = 0; p0 < w; p0 += pe) {
+          const std::size_t wt = std::min(pe, w - p0), piece = s.v_piece0 + (c0 + p0) / pe;
+          nc_matmul(nc, pv, /*stationary*/ pt_sb[c].sub(0, wt, p0 / pe * r, r), /*moving*/ s.v.sub(0, wt, piece * d, d),
+                    {.accumulate = c > 0 || p0 > 0});
+        }
+      };
+      exp_chunk(0);
+      free_slot(s, 0);
+      // α = exp(m_old − m_new) for the fold, read before the next step of this head overwrites −m_old.
+      if (s.index > 0) activation(nc, alpha, neg_m_old, activation_function::exp, {.scale = -1.0f, .bias = neg_m_new});
+      pump(i, true, 1, all);
+      for (std::size_t c = 0; c < s.chunks; ++c) {
+        const std::size_t w = std::min(chunk, s.keys - c * chunk);
+        if (c + 1 < s.chunks) {
+          exp_chunk(c + 1);
+          free_slot(s, c + 1);
+          pump(i, true, 1, all);
+        }
+        auto& pt = pt_pool.next();  // piece k: [wk keys, r] at columns [k·r, (k + 1)·r)
+        const std::size_t pieces = (w + pe - 1) / pe, full = w / pe;
+        for (std::size_t k = 0; k < pieces; ++k)
+          nc_transpose(nc, pt.sub(0, std::min(pe, w - k * pe), k * r, r), p[c].sub(0, r, k * pe, std::min(pe, w - k * pe)));
+        auto& sb = ptsb_pool.next();
+        const engine evict = c % 2 == 0 ? engine::vector : engine::scalar;
+        if (full > 0) tensor_copy(nc, sb.sub(0, pe, 0, full * r), pt.sub(0, pe, 0, full * r), {.unit = evict});
+        if (full < pieces)  // a last piece of fewer than 128 keys
+          tensor_copy(nc, sb.sub(0, w - full * pe, full * r, r), pt.sub(0, w - full * pe, full * r, r), {.unit = evict});
+        pt_sb[c] = sb.view();
+        if (c > 0) pv_chunk(c - 1);
+      }
+      pv_chunk(s.chunks - 1);
+      pump(i, true, all, i + 1);  // whatever of the next step is left, and its statistics
+      if (next && !next->statistics_issued) raise_error("flash_attention_fwd: internal: the pipeline stalled");
+
+      // Stage D: fold the block in: l = α·l + Σ; acc = α·acc + P·V.
+      if (s.index == 0) {
+        tensor_reduce(nc, l, row_sums, alu_op::add, {.unit = engine::gpsimd});
+        tensor_copy(nc, acc_h, pv);
+      } else {
+        tensor_reduce(nc, block_sum, row_sums, alu_op::add, {.unit = engine::gpsimd});
+        tensor_scalar(nc, l, l, alu_op::multiply, alpha, {.op1 = alu_op::add, .operand1 = block_sum, .unit = engine::gpsimd});
+        tensor_scalar(nc, acc_h, acc_h, alu_op::multiply, alpha, {.unit = engine::gpsimd});
+        tensor_tensor(nc, acc_h, acc_h, pv, alu_op::add);  // Vector: P·V is in PSUM
       }
 
-      // O = acc / l (rows that saw no key: acc = l = 0, divided by FLT_MIN instead: 0); lse = m + log l.
-      const std::size_t last_step = step - 1;
-      const bool empty_rows = visible(q0, g.keys) == 0;
-      for (std::size_t h = 0; h < heads; ++h) {
-        const region l = state.sub(0, r, 4 * h + 2, 1);
-        const region neg_m = state.sub(0, r, 4 * h + last_step % 2, 1);
-        region divisor = l;
+      // The tile's last step: O = acc / l (rows that saw no key: acc = l = 0, divided by FLT_MIN instead: 0);
+      // lse = m + log l.
+      if (--t.steps_left > 0) continue;
+      const bool empty_rows = visible(t.q0, g.keys) == 0;
+      for (std::size_t hh = 0; hh < heads; ++hh) {
+        const std::size_t last_index = (t.keys + block - 1) / block - 1;
+        const region lh = t.state->sub(0, r, 4 * hh + 2, 1);
+        const region neg_m = t.state->sub(0, r, 4 * hh + last_index % 2, 1);
+        region divisor = lh;
         if (empty_rows) {
-          divisor = state.sub(0, r, 4 * h + 3, 1);  // α's column is free now
-          tensor_scalar(nc, divisor, l, alu_op::max, FLT_MIN);
+          divisor = t.state->sub(0, r, 4 * hh + 3, 1);  // a spare column
+          tensor_scalar(nc, divisor, lh, alu_op::max, FLT_MIN, {.unit = engine::gpsimd});
         }
         const region out = out_pool.next().sub(0, r, 0, d);
-        tensor_scalar(nc, out, acc.sub(0, r, h * d, d), alu_op::divide, divisor);
-        dma_copy(nc, g.o[h].tile(q0, 0, r, d), out);
+        tensor_scalar(nc, out, t.acc->sub(0, r, hh * d, d), alu_op::divide, divisor, {.unit = engine::gpsimd});
+        dma_copy(nc, g.o[hh].tile(t.q0, 0, r, d), out);
         if (!g.lse.empty()) {
           const region lse = lse_pool.next().sub(0, r, 0, 1);
-          activation(nc, lse, l, activation_function::log);
-          tensor_tensor(nc, lse, lse, neg_m, alu_op::subtract);  // log l − (−m)
-          dma_copy(nc, g.lse[h].tile(q0, 0, r, 1), lse);
+          activation(nc, lse, lh, activation_function::log);
+          tensor_tensor(nc, lse, lse, neg_m, alu_op::subtract, {.unit = engine::gpsimd});  // log l − (−m)
+          dma_copy(nc, g.lse[hh].tile(t.q0, 0, r, 1), lse);
         }
       }
     }
