@@ -95,28 +95,26 @@ class access_tracker {
               bool from_dma, std::uint64_t instruction, double other_ns, double same_ns) {
     // An entry fully inside a new write is dominated by it (the write waited for it and ends later); a read
     // entry inside a new read that frees the region no earlier is dominated for every later writer.
-    dominated_.clear();
-    auto dominates = [&](std::uint32_t id) {
-      const entry& e = entries_[id];
-      if (f.covers(e.where) && (write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) dominated_.push_back(id);
-    };
-    if (index_.unchanged(f, where, seen)) {
-      for (std::uint32_t k = 0; k < seen.count; ++k) {
-        const std::uint32_t tagged = seen.ids[k];
-        if (write || !(tagged & footprint_index::write_tag)) dominates(tagged & ~footprint_index::write_tag);  // a read dominates reads
-      }
-    } else {
-      const auto want = write ? footprint_index::wanted::all : footprint_index::wanted::reads;
-      index_.candidates(f, where, want, dominates);
-    }
     // A dominated entry in the same cells is overwritten in place (entry ids are not observable: the
     // answers depend on the entries' sequence numbers only); the others leave the index.
+    dominated_.clear();
     std::uint32_t id = no_entry;
-    for (std::uint32_t d : dominated_) {
-      if (id == no_entry && index_.location_of(d).same_cells(where)) {
-        id = d;
-        continue;
+    auto dominates = [&](std::uint32_t d) __attribute__((always_inline)) {
+      const entry& e = entries_[d];
+      if (!f.covers(e.where) || !(write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) return;
+      if (id == no_entry && (e.where == f || index_.location_of(d).same_cells(where))) id = d;
+      else dominated_.push_back(d);
+    };
+    if (index_.unchanged(f, where, seen)) {
+      const std::uint32_t skip = write ? 0 : footprint_index::write_tag;  // a read dominates reads only
+      for (std::uint32_t k = 0; k < seen.count; ++k) {
+        const std::uint32_t tagged = seen.ids[k];
+        if (!(tagged & skip)) dominates(tagged & ~footprint_index::write_tag);
       }
+    } else {
+      index_.candidates(f, where, write ? footprint_index::wanted::all : footprint_index::wanted::reads, dominates);
+    }
+    for (std::uint32_t d : dominated_) {
       index_.erase(d);
       free_.push_back(d);
     }

@@ -43,6 +43,8 @@ struct footprint {
     return f;
   }
 
+  friend bool operator==(const footprint&, const footprint&) = default;
+
   bool overlaps(const footprint& o) const noexcept {
     if (space != o.space) return false;
     if (space != memory_space::hbm) return p0 < o.p1 && o.p0 < p1 && b0 < o.b1 && o.b0 < b1;

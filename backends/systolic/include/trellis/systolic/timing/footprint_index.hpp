@@ -59,6 +59,7 @@ class footprint_index {
     static constexpr std::uint32_t capacity = 32;
     bool valid = false;             ///< ids holds every candidate (tagged); false: walk the index instead
     std::uint32_t count = 0;
+    std::uint64_t layout = 0;       ///< the index's layout_ when collected
     std::array<std::uint32_t, capacity> ids;
     std::array<std::uint32_t, cached_cells> versions;  ///< of the location's cells when collected
   };
@@ -67,6 +68,7 @@ class footprint_index {
   void collect(const footprint& f, const location& l, candidate_set& s) {
     s.valid = false;
     s.count = 0;
+    s.layout = layout_;
     if (l.wide || !l.cached || !groups_[l.group].wide.empty() || elsewhere(f, l.group)) return;
     if (l.cell_count == 1) {
       const cell_map::list& list = cells_[l.cells[0]];
@@ -91,10 +93,11 @@ class footprint_index {
     s.valid = true;
   }
 
-  /// Whether s (collected for l) still holds the candidates: none of l's cells changed, and the
-  /// wide entries and other groups that collect() required to be absent still are.
+  /// Whether s (collected for l) still holds the candidates: none of l's cells changed, and no wide
+  /// entry came or went and no HBM group's envelope grew (layout_), so collect()'s conditions still hold.
   bool unchanged(const footprint& f, const location& l, const candidate_set& s) const noexcept {
-    if (!s.valid || !groups_[l.group].wide.empty() || elsewhere(f, l.group)) return false;
+    (void)f;
+    if (!s.valid || s.layout != layout_) return false;
     for (std::uint32_t k = 0; k < l.cell_count; ++k)
       if (cells_[l.cells[k]].version() != s.versions[k]) return false;
     return true;
@@ -128,12 +131,12 @@ class footprint_index {
     }
     placement& p = placed_[id];
     p.where = l;
-    p.live_pos = std::uint32_t(gr.live.size());
-    gr.live.push_back(id);
+    p.alive = true;
     const std::uint32_t tagged = write ? id | write_tag : id;
     if (l.wide) {
       p.wide_pos = std::uint32_t(gr.wide.size());
       gr.wide.push_back(id);
+      ++layout_;
     } else if (l.cached) {
       for (std::uint32_t k = 0; k < l.cell_count; ++k) cells_[l.cells[k]].push_back(tagged);
     } else {
@@ -153,11 +156,12 @@ class footprint_index {
   const location& location_of(std::uint32_t id) const noexcept { return placed_[id].where; }
 
   void erase(std::uint32_t id) {
-    const placement& p = placed_[id];
+    placement& p = placed_[id];
     group& gr = groups_[p.where.group];
-    remove_at(gr.live, p.live_pos, [&](std::uint32_t moved, std::uint32_t pos) { placed_[moved].live_pos = pos; });
+    p.alive = false;
     if (p.where.wide) {
       remove_at(gr.wide, p.wide_pos, [&](std::uint32_t moved, std::uint32_t pos) { placed_[moved].wide_pos = pos; });
+      ++layout_;
       return;
     }
     for_each_cell(p.where, [&](cell_map::list& list) { list.remove(id); });
@@ -193,7 +197,8 @@ class footprint_index {
     const group& gr = groups_[l.group];
     if (l.wide) {
       const std::uint32_t epoch = next_epoch();
-      for (std::uint32_t id : gr.live) stamp_[id] = epoch, visit(id);
+      for (std::uint32_t id = 0; id < placed_.size(); ++id)  // a wide access is rare: scan all entries
+        if (placed_[id].alive && placed_[id].where.group == l.group) stamp_[id] = epoch, visit(id);
       candidates_elsewhere(f, l.group, epoch, visit);
       return;
     }
@@ -230,11 +235,12 @@ class footprint_index {
     std::uint64_t row_bias, col_bias;  ///< grid offset: cell (rb, cb) holds rows with (row + row_bias) >> row_shift = rb, ...
     std::uint32_t dense_base;  ///< on chip: cells (0, cb < dense_columns) are dense_base + cb, without hashing
     std::uint64_t lo = ~std::uint64_t{0}, hi = 0;  ///< HBM: union of the envelopes ever inserted
-    std::vector<std::uint32_t> live, wide;
+    std::vector<std::uint32_t> wide;
   };
   struct placement {
     location where;
-    std::uint32_t live_pos = 0, wide_pos = 0;
+    std::uint32_t wide_pos = 0;
+    bool alive = false;
   };
 
   std::uint32_t next_epoch() {
@@ -245,11 +251,11 @@ class footprint_index {
     return epoch_;
   }
 
-  static void widen(group& gr, const footprint& f) noexcept {
-    if (f.space == memory_space::hbm) {
-      gr.lo = f.b0 < gr.lo ? f.b0 : gr.lo;
-      gr.hi = f.b1 > gr.hi ? f.b1 : gr.hi;
-    }
+  void widen(group& gr, const footprint& f) noexcept {
+    if (f.space != memory_space::hbm || (gr.lo <= f.b0 && f.b1 <= gr.hi)) return;
+    gr.lo = f.b0 < gr.lo ? f.b0 : gr.lo;
+    gr.hi = f.b1 > gr.hi ? f.b1 : gr.hi;
+    ++layout_;
   }
 
   /// Whether some other HBM group's envelope union meets f's envelope.
@@ -265,12 +271,14 @@ class footprint_index {
   /// Footprints of other HBM groups whose envelope union meets f's envelope (see the file comment).
   template <class Visit>
   void candidates_elsewhere(const footprint& f, std::uint32_t g, std::uint32_t epoch, Visit&& visit) {
-    if (f.space != memory_space::hbm) return;
-    for (std::uint32_t o = 0; o < groups_.size(); ++o) {
-      const group& gr = groups_[o];
-      if (o == g || gr.space != memory_space::hbm || !(gr.lo < f.b1 && f.b0 < gr.hi)) continue;
-      for (std::uint32_t id : gr.live)
-        if (stamp_[id] != epoch) stamp_[id] = epoch, visit(id);
+    if (!elsewhere(f, g)) return;
+    for (std::uint32_t id = 0; id < placed_.size(); ++id) {  // rare (mixed row strides over one tensor): scan all entries
+      const placement& p = placed_[id];
+      if (!p.alive || p.where.group == g || stamp_[id] == epoch) continue;
+      const group& gr = groups_[p.where.group];
+      if (gr.space != memory_space::hbm || !(gr.lo < f.b1 && f.b0 < gr.hi)) continue;
+      stamp_[id] = epoch;
+      visit(id);
     }
   }
 
@@ -300,7 +308,7 @@ class footprint_index {
   /// On chip, the first row of cells is an array (dense_columns cells, no hashing): memories are small.
   std::uint32_t add_group(const footprint& f) {
     const std::uint32_t g = std::uint32_t(groups_.size());
-    group gr{f.space, stride_key(f), 7, 9, -1, 0, 0, cell_map::none, ~std::uint64_t{0}, 0, {}, {}};
+    group gr{f.space, stride_key(f), 7, 9, -1, 0, 0, cell_map::none, ~std::uint64_t{0}, 0, {}};
     if (gr.stride > 0 && (gr.stride & (gr.stride - 1)) == 0) gr.stride_shift = int(floor_log2(std::uint64_t(gr.stride)));
     if (f.space == memory_space::hbm) {
       const std::uint64_t span = f.span > 0 ? std::uint64_t(f.span) : 1;
@@ -316,6 +324,7 @@ class footprint_index {
       gr.dense_base = cells_.add_unkeyed(dense_columns);
     }
     groups_.push_back(std::move(gr));
+    ++layout_;
     return g;
   }
 
@@ -401,6 +410,7 @@ class footprint_index {
   std::vector<placement> placed_;  ///< by id
   std::vector<std::uint32_t> stamp_;  ///< by id: the query that last visited it
   std::uint32_t epoch_ = 0;
+  std::uint64_t layout_ = 0;  ///< changes when a wide entry comes or goes or an HBM group's envelope grows
   cell_map cells_;
 };
 

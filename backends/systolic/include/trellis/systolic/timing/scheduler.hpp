@@ -142,7 +142,7 @@ class scheduler {
   }
 
   const timed_instruction& schedule(const instruction_record& r) {
-    timed_instruction t;
+    timed_instruction& t = timed_.emplace_back();  // filled in place: copying a local whole stalls store forwarding
     t.stream = stream_of(r);
     // Dependencies of every operand (an operand both read and written is listed twice).
     constraint c;
@@ -213,8 +213,7 @@ class scheduler {
     }
     total_ns_ = std::max(total_ns_, t.done_ns);
     frontier_ns_ = std::max(frontier_ns_, t.start_ns);
-    timed_.push_back(t);
-    return timed_.back();
+    return t;
   }
 
   /// Called after each instruction with the bytes in use: a sample is kept when they changed, stamped with
