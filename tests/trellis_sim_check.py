@@ -69,12 +69,37 @@ with tempfile.TemporaryDirectory() as tmp:
         outs.append([(row["variant"], row["tile_n"], row["block_m"], row["block_n"], row["bufs"], row["time_ns"]) for row in ran])
     check(outs[0] == outs[1], "tune differs between 1 and 2 threads")
 
+# Attention and the norms: the same report keys; functional runs on small shapes; tune ranks and rejects.
+for args in (["attention", "--machine", "trn1", "--heads", "4", "--kv-heads", "2", "--seq-q", "300", "--seq-k", "500",
+              "--head-dim", "64", "--causal", "--json"],
+             ["attention", "--heads", "2", "--seq-q", "4096", "--head-dim", "128", "--timing-only", "--json"],
+             ["layernorm", "--rows", "300", "--hidden", "1000", "--dtype", "bf16", "--json"],
+             ["rmsnorm", "--machine", "trn1", "--rows", "8192", "--hidden", "4096", "--residual", "--residual-out",
+              "--timing-only", "--json"]):
+    r = run(*args)
+    check(r.returncode == 0, f"{args}: {r.stderr}")
+    if r.returncode == 0:
+        j = json.loads(r.stdout)
+        check(j["op"] == args[0] and j["time_ns"] > 0 and j["hbm_bytes"] > 0 and "Vector" in j["engines"],
+              f"{args}: {r.stdout[:200]}")
+        if args[0] == "attention":
+            check(j["mfu"] > 0, f"attention MFU: {j['mfu']}")
+for args in (["tune", "attention", "--heads", "4", "--kv-heads", "1", "--seq-q", "1024", "--head-dim", "128",
+              "--sweep-kv-block", "512,2048", "--sweep-kv-bufs", "1,2"],
+             ["tune", "layernorm", "--rows", "2048", "--hidden", "2048", "--sweep-bufs", "1,2,3"]):
+    r = run(*args)
+    check(r.returncode == 0 and "rank" in r.stdout and "rejected" in r.stdout and "bufs" in r.stdout,
+          f"{args}: status {r.returncode} {r.stdout[:300]} {r.stderr[:300]}")
+
 # Bad command lines: exit status 2 and the usage.
 for args in (["matmul", "--m", "64", "--k", "64"],                       # missing --n
              ["matmul", "--m", "64", "--k", "64", "--n", "64", "--tilez", "1,2,3"],  # misspelt flag
              ["matmul", "--m", "0", "--k", "64", "--n", "64"],
              ["matmul", "--m", "64", "--k", "64", "--n", "64", "--variant", "fast"],
              ["matmul", "--m", "64", "--k", "64", "--n", "64", "--machine", "trn9"],
+             ["attention", "--heads", "6", "--kv-heads", "4", "--seq-q", "64", "--head-dim", "64"],
+             ["layernorm", "--rows", "8", "--hidden", "8", "--residual-out"],
+             ["tune", "softmax", "--rows", "8"],
              ["frobnicate"], []):
     r = run(*args)
     check(r.returncode == 2 and "usage:" in r.stderr, f"{args}: status {r.returncode}, stderr {r.stderr[:200]}")

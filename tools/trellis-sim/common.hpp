@@ -5,8 +5,10 @@
 
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <trellis/systolic/core.hpp>
@@ -25,6 +27,22 @@ inline const sys::machine_spec& machine_by_name(const std::string& name) {
   if (name == "trn2") return sys::trn2::spec;
   if (name == "trn3") return sys::trn3::spec;
   throw usage_error("--machine must be trn1, trn2 or trn3, got '" + name + "'");
+}
+
+/// A core of the machine `spec` names (a trn1, trn2 or trn3 object: kernels written for core<Machine>
+/// recover the type with with_machine_core).
+inline std::unique_ptr<sys::core_state> make_core(const sys::machine_spec& spec, sys::core_options options) {
+  if (&spec == &sys::trn1::spec) return std::make_unique<sys::core<sys::trn1>>(options);
+  if (&spec == &sys::trn2::spec) return std::make_unique<sys::core<sys::trn2>>(options);
+  return std::make_unique<sys::core<sys::trn3>>(options);
+}
+
+/// Calls f(core<Machine>&) for a core made by make_core.
+template <class F>
+void with_machine_core(sys::core_state& nc, F&& f) {
+  if (&nc.spec() == &sys::trn1::spec) return f(static_cast<sys::core<sys::trn1>&>(nc));
+  if (&nc.spec() == &sys::trn2::spec) return f(static_cast<sys::core<sys::trn2>&>(nc));
+  return f(static_cast<sys::core<sys::trn3>&>(nc));
 }
 
 inline sys::dtype dtype_by_name(const std::string& flag, const std::string& name) {
@@ -87,6 +105,14 @@ class host_tensors {
   std::mt19937 rng_{2024};
   std::vector<std::vector<std::byte>> buffers_;
 };
+
+/// A typed view of a [rows, cols] HBM region made by host_tensors (shape-only when it has no memory).
+template <class T>
+sys::hbm<T> typed_hbm(const sys::region& r) {
+  using value = std::remove_const_t<T>;
+  if (!r.origin) return sys::hbm<T>::shape_only({r.rows, r.cols});
+  return sys::hbm<T>{{reinterpret_cast<T*>(reinterpret_cast<value*>(r.origin)), {r.rows, r.cols}}};
+}
 
 /// Prints a finished run: the report as a table (after `headline`) or as one JSON object holding the
 /// command's own `fields`, the summary keys and the whole report; writes the trace if asked.

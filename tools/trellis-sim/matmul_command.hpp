@@ -145,7 +145,8 @@ inline int run_matmul(arguments& args) {
   args.reject_unknown("matmul");
   host_tensors host(!flags.timing_only);
   const kernels::matmul_problem p = make_problem(s, host);
-  sys::core_state nc(*flags.machine, {.functional = !flags.timing_only});
+  const auto core = make_core(*flags.machine, {.functional = !flags.timing_only});
+  sys::core_state& nc = *core;
   kernels::matmul(nc, p, requested);
   const kernels::matmul_policy q = kernels::resolve_matmul_policy(requested, *flags.machine, p);
   std::string headline = setup_text(s, *flags.machine) + (flags.timing_only ? " (timing-only)" : "") + "\n" +
