@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <random>
 #include <string>
@@ -506,7 +508,31 @@ TEST(SystolicNorm, FrontDoorValidatesBeforeAnyInstruction) {
   EXPECT_FALSE(nc.records().empty());
 }
 
+/// Asks for a hidden size that cannot fit, reads the limit the error names, and runs exactly that limit.
+template <class M, class TX, class TY>
+void expect_limit_fits(trellis::systolic::kernels::norm_kind kind, bool gamma, bool residual, std::size_t bufs) {
+  SCOPED_TRACE(std::string(M::spec.name) + " bufs " + std::to_string(bufs));
+  core<M> nc{{.functional = false}};
+  const auto run = [&](std::size_t h) {
+    norm_operands ops;
+    if (gamma) ops.gamma = ops.beta = hbm<float>::shape_only({1, h});
+    if (residual) ops.residual = ops.residual_out = hbm<bf16>::shape_only({256, h});
+    if (kind == trellis::systolic::kernels::norm_kind::rms) ops.beta = {};
+    const auto x = hbm<const TX>::shape_only({256, h});
+    const auto y = hbm<TY>::shape_only({256, h});
+    if (kind == trellis::systolic::kernels::norm_kind::layer) layernorm_tiled(nc, x, y, ops, {.bufs = bufs});
+    else rmsnorm_tiled(nc, x, y, ops, {.bufs = bufs});
+  };
+  const std::string message = error_of([&] { run(60000); });
+  const std::size_t at = message.find("hidden ≤ ");
+  ASSERT_NE(at, std::string::npos) << message;
+  const std::size_t fits = std::stoul(message.substr(at + std::string("hidden ≤ ").size()));
+  EXPECT_EQ(error_of([&] { run(fits); }), "<no error>");
+  EXPECT_NE(error_of([&] { run(fits + 1); }).find("bytes per partition of SBUF"), std::string::npos);
+}
+
 TEST(SystolicNorm, RuleErrors) {
+  using trellis::systolic::kernels::norm_kind;
   core<trn1> nc{{.functional = false}};
   // 30000 fp32 values per row: 3 x buffers + γ + β = 20 bytes per element > 192 KiB per partition.
   const auto big = hbm<float>::shape_only({256, 30000});
@@ -516,16 +542,14 @@ TEST(SystolicNorm, RuleErrors) {
   EXPECT_NE(too_big.find("196608"), std::string::npos) << too_big;
   EXPECT_NE(too_big.find("hidden ≤ 9"), std::string::npos) << too_big;  // ≈ (196608 − 560) / 20.1
   EXPECT_TRUE(nc.records().empty());
-  // ... and the limit it names fits, one element more does not.
-  const std::string limit = too_big.substr(too_big.find("hidden ≤ ") + std::string("hidden ≤ ").size());
-  const std::size_t fits = std::stoul(limit);
-  EXPECT_NO_THROW(layernorm_tiled(nc, hbm<const float>::shape_only({256, fits}), hbm<float>::shape_only({256, fits}),
-                                  {.gamma = hbm<float>::shape_only({1, fits}), .beta = hbm<float>::shape_only({1, fits})}));
-  EXPECT_NE(error_of([&] {
-              layernorm_tiled(nc, hbm<const float>::shape_only({256, fits + 1}), hbm<float>::shape_only({256, fits + 1}),
-                              {.gamma = hbm<float>::shape_only({1, fits + 1}), .beta = hbm<float>::shape_only({1, fits + 1})});
-            }).find("needs"),
-            std::string::npos);
+  // ... and the limit it names fits the allocator (whose first fit would fail loudly otherwise), one element
+  // more does not: for every buffer set (bf16 x adds fp32 work tiles, a residual its tiles, rmsnorm the
+  // squares), on both machines.
+  expect_limit_fits<trn1, float, float>(norm_kind::layer, true, false, 3);
+  expect_limit_fits<trn1, bf16, bf16>(norm_kind::layer, true, true, 3);
+  expect_limit_fits<trn1, bf16, float>(norm_kind::rms, true, true, 2);
+  expect_limit_fits<trn2, float, float>(norm_kind::rms, false, true, 2);
+  expect_limit_fits<trn2, bf16, bf16>(norm_kind::rms, true, false, 4);
 
   const auto x = hbm<const float>::shape_only({256, 1024});
   const auto y = hbm<float>::shape_only({256, 1024});
@@ -632,6 +656,51 @@ TEST(SystolicNorm, TimingOnlyTimesLikeFunctional) {
                   {.gamma = hbm<float>::shape_only({1, h}), .beta = hbm<float>::shape_only({1, h})});
   EXPECT_EQ(functional.records().size(), timing.records().size());
   EXPECT_DOUBLE_EQ(functional.total_ns(), timing.total_ns());
+}
+
+/// The predicted times quoted in docs/systolic-model.md ("Kernels: layernorm and rmsnorm"), printed on demand:
+///   TRELLIS_PRINT_NORM_TIMES=1 build/rel/tests/trellis_systolic_test --gtest_filter=SystolicNorm.PrintPredictedTimes
+template <class M, class TX>
+void print_times(bool layer, std::size_t rows, std::size_t h, bool residual) {
+  using trellis::systolic::kernels::default_norm_policy;
+  using trellis::systolic::kernels::norm_kind;
+  core<M> nc{{.functional = false}};
+  norm_operands ops{.gamma = hbm<float>::shape_only({1, h})};
+  if (layer) ops.beta = hbm<float>::shape_only({1, h});
+  if (residual) {
+    ops.residual = hbm<TX>::shape_only({rows, h});
+    ops.residual_out = hbm<TX>::shape_only({rows, h});
+  }
+  const norm_kind kind = layer ? norm_kind::layer : norm_kind::rms;
+  const norm_policy policy = default_norm_policy(nc, kind, dtype_of<TX>, ops, h);
+  if (layer) layernorm_tiled(nc, hbm<const TX>::shape_only({rows, h}), hbm<TX>::shape_only({rows, h}), ops, policy);
+  else rmsnorm_tiled(nc, hbm<const TX>::shape_only({rows, h}), hbm<TX>::shape_only({rows, h}), ops, policy);
+  const auto r = nc.report();
+  double dma = 0;
+  for (const auto& e : r.dma_engines) dma += e.utilisation / double(r.dma_engines.size());
+  std::printf("| %s | %s %zu x %zu %s%s | %zu | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", M::spec.name,
+              layer ? "layernorm" : "rmsnorm", rows, h, std::is_same_v<TX, bf16> ? "bf16" : "fp32",
+              residual ? " + r, r_out" : "", policy.bufs, r.total_ns / 1e3, 100 * r.engines[1].utilisation,
+              100 * r.engines[2].utilisation, 100 * r.engines[3].utilisation, 100 * r.engines[0].utilisation, 100 * dma,
+              100 * r.mbu, (r.hbm_read_bytes + r.hbm_written_bytes) / r.total_ns);
+}
+
+TEST(SystolicNorm, PrintPredictedTimes) {
+  if (!std::getenv("TRELLIS_PRINT_NORM_TIMES")) GTEST_SKIP() << "set TRELLIS_PRINT_NORM_TIMES=1 to print the table";
+  std::printf("| machine | op, shape | bufs | µs | Vector % | Scalar % | GpSimd % | Tensor % | DMA engines % | MBU % | HBM GB/s |\n");
+  const auto all = [](auto machine) {
+    using M = decltype(machine);
+    print_times<M, bf16>(true, 8192, 4096, false);
+    print_times<M, bf16>(false, 8192, 4096, false);
+    print_times<M, bf16>(true, 8192, 4096, true);
+    print_times<M, bf16>(false, 8192, 4096, true);
+    print_times<M, bf16>(true, 2048, 8192, false);
+    print_times<M, bf16>(false, 2048, 8192, false);
+    print_times<M, float>(true, 2048, 8192, false);
+    print_times<M, float>(false, 2048, 8192, false);
+  };
+  all(trn1{});
+  all(trn2{});
 }
 
 }  // namespace

@@ -45,7 +45,7 @@
 //
 // Buffers (SBUF, per partition; bufs = policy.bufs ≥ 2):
 //   x tiles        bufs × H × sizeof(TX)     loads run bufs − 1 tiles ahead
-//   fp32 work      2 × H × 4                 only when x is bf16 (an fp32 x is worked on in place)
+//   fp32 work      2 × H × 4 (3 with r)      only when x is bf16 (an fp32 x is worked on in place)
 //   y              —                         in place: in the x tile when y has x's dtype, else in the fp32
 //                                            work tile (x bf16, y fp32)
 //   r tiles        (bufs − 1) × H × sizeof(TR)   only with a residual (read once, by the x + r)
@@ -114,7 +114,7 @@ inline std::size_t norm_sbuf_bytes(norm_kind kind, dtype tx, const norm_operands
   if (gamma || beta) place(1, partitions, 4);                      // ones row (partition 0)
   place(std::size_t(gamma) + std::size_t(beta), hidden, 4);        // γ, β broadcasts
   place(policy.bufs, hidden, size_of(tx));                         // x tiles
-  if (tx != dtype::f32) place(2, hidden, 4);                       // fp32 work tiles
+  if (tx != dtype::f32) place(extra.residual.present() ? 3 : 2, hidden, 4);  // fp32 work tiles
   if (extra.residual.present()) place(policy.bufs - 1, hidden, size_of(extra.residual.type));  // r tiles
   if (kind == norm_kind::rms) place(1, hidden, 2);                 // discarded squares (bf16)
   place(2, 6 * chunks, 4);                                         // bn_stats
@@ -280,7 +280,9 @@ void norm_tiled(core_state& nc, norm_kind kind, hbm<const TX> x, hbm<TY> y, cons
   // Row-tile buffers (counts in the header comment).
   auto x_tiles = nc.sbuf.pool<TX>({P, hidden}, policy.bufs);  // [P, H] TX
   std::optional<pool<float>> work_tiles;                       // [P, H] fp32, when x is bf16
-  if constexpr (!x_is_f32) work_tiles.emplace(nc.sbuf.pool<float>({P, hidden}, 2));
+  // 3 with a residual: x + r of tile i + 1 would otherwise wait for tile i − 1's +β (GpSimd) to finish
+  // reading its work tile.
+  if constexpr (!x_is_f32) work_tiles.emplace(nc.sbuf.pool<float>({P, hidden}, has_residual ? 3 : 2));
   residual_tiles r_tiles(nc, extra.residual, P, hidden, ahead);  // [P, H] TR
   std::optional<pool<bf16>> squares;                             // [P, H] bf16, rmsnorm
   if (kind == norm_kind::rms) squares.emplace(nc.sbuf.pool<bf16>({P, hidden}, 1));
