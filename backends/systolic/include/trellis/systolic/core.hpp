@@ -202,6 +202,10 @@ class core_state {
     return r;
   }
   void add_operand(const operand_record& o) noexcept { records_.back().operands.append_in_place(o); }
+  /// add_operand(describe(role, a, written)), written in place.
+  void add_operand(operand_role role, const region& a, bool written) noexcept {
+    describe_into(records_.back().operands.append_in_place(), role, to_string(role), a, written);
+  }
   void finish_issue() {
     instruction_record& r = records_.back();
     operands_.commit(r.operands.size());

@@ -106,8 +106,8 @@ struct operand_record {
   std::size_t bytes() const noexcept { return rows * cols * size_of(type); }
 };
 
-inline operand_record describe(operand_role role, const char* name, const region& a, bool written) noexcept {
-  operand_record r;
+/// Writes the description of operand `a` into r (every field).
+inline void describe_into(operand_record& r, operand_role role, const char* name, const region& a, bool written) noexcept {
   r.role = name;
   r.slot = role;
   r.written = written;
@@ -124,6 +124,11 @@ inline operand_record describe(operand_role role, const char* name, const region
   r.byte_begin = std::uint32_t(a.byte_offset);
   r.byte_end = a.on_chip() ? std::uint32_t(a.byte_offset + a.row_span_bytes()) : 0;
   r.address = a.address;
+}
+
+inline operand_record describe(operand_role role, const char* name, const region& a, bool written) noexcept {
+  operand_record r;
+  describe_into(r, role, name, a, written);
   return r;
 }
 
@@ -215,6 +220,8 @@ class operand_list {
   }
   /// Appends to a view whose storage has room after it (the core's current block).
   void append_in_place(const operand_record& o) noexcept { data_[size_++] = o; }
+  /// The same, returning the new (unwritten) operand for the caller to fill in.
+  operand_record& append_in_place() noexcept { return data_[size_++]; }
 
  private:
   void reserve_owned(std::size_t n) {

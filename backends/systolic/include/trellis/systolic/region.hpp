@@ -149,16 +149,9 @@ struct region {
 
   /// Rows [row0, row0 + nrows) and columns col0, col0 + step, ... (ncols of them). Checked.
   region sub(std::size_t row0, std::size_t nrows, std::size_t col0, std::size_t ncols, std::size_t step = 1) const {
-    const char* axis = on_chip() ? "partitions" : "rows";
-    if (free_rank > 1 && (col0 != 0 || ncols != cols || step != 1))
-      raise_error("region.sub: the columns of a " + std::to_string(free_rank) +
-                  "-D free pattern cannot be sliced (slice the region before free_pattern)");
-    if (row0 + nrows > rows || nrows == 0)
-      raise_error("region.sub: " + std::string(axis) + " [" + std::to_string(row0) + ", " + std::to_string(row0 + nrows) +
-                  ") are not a non-empty part of the region's " + std::to_string(rows));
-    if (step == 0 || ncols == 0 || col0 + (ncols - 1) * step >= cols)
-      raise_error("region.sub: columns " + std::to_string(col0) + " + " + std::to_string(ncols) + " × step " +
-                  std::to_string(step) + " are not a non-empty part of the region's " + std::to_string(cols) + " columns");
+    if ((free_rank > 1 && (col0 != 0 || ncols != cols || step != 1)) || row0 + nrows > rows || nrows == 0 || step == 0 ||
+        ncols == 0 || col0 + (ncols - 1) * step >= cols) [[unlikely]]
+      sub_failure(row0, nrows, col0, ncols, step);
     region a = *this;
     a.rows = nrows;
     a.cols = ncols;
@@ -172,6 +165,19 @@ struct region {
       a.address = static_cast<std::uintptr_t>(static_cast<std::ptrdiff_t>(address) + shift);
     }
     return a;
+  }
+  /// Raises sub()'s error for arguments it rejected (out of line: sub runs for every tile a kernel takes).
+  [[gnu::cold, gnu::noinline, noreturn]] void sub_failure(std::size_t row0, std::size_t nrows, std::size_t col0, std::size_t ncols,
+                                                          std::size_t step) const {
+    const char* axis = on_chip() ? "partitions" : "rows";
+    if (free_rank > 1 && (col0 != 0 || ncols != cols || step != 1))
+      raise_error("region.sub: the columns of a " + std::to_string(free_rank) +
+                  "-D free pattern cannot be sliced (slice the region before free_pattern)");
+    if (row0 + nrows > rows || nrows == 0)
+      raise_error("region.sub: " + std::string(axis) + " [" + std::to_string(row0) + ", " + std::to_string(row0 + nrows) +
+                  ") are not a non-empty part of the region's " + std::to_string(rows));
+    raise_error("region.sub: columns " + std::to_string(col0) + " + " + std::to_string(ncols) + " × step " +
+                std::to_string(step) + " are not a non-empty part of the region's " + std::to_string(cols) + " columns");
   }
   /// Partitions (rows) [row0, row0 + nrows), all columns.
   region rows_range(std::size_t row0, std::size_t nrows) const { return sub(row0, nrows, 0, cols); }

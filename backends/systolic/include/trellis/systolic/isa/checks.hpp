@@ -59,7 +59,14 @@ struct checker {
   }
 
   /// Present, on a memory `e` can reach, writable if written, with storage when the core computes.
+  /// (Every check runs on every instruction: the tests are inline, the messages in a cold function.)
   void operand(const char* role, const region& a, engine e, bool written) const {
+    const bool ok = a.present() && engine_reaches(e, a.space) && (!written || a.writable) && a.rows != 0 && a.cols != 0 &&
+                    (!nc.functional() || a.origin) &&
+                    (!a.on_chip() || ((a.memory == &nc.sbuf || a.memory == &nc.psum) && a.rows <= nc.spec().memory.partitions));
+    if (!ok) [[unlikely]] operand_failure(role, a, e, written);
+  }
+  [[gnu::cold, gnu::noinline]] void operand_failure(const char* role, const region& a, engine e, bool written) const {
     if (!a.present()) fail(std::string(role) + " is missing");
     if (!engine_reaches(e, a.space))
       fail(std::string(role) + " is in " + to_string(a.space) + ", which the " + engine_title(e) +
@@ -78,9 +85,12 @@ struct checker {
 
   /// The partition-start rule, for engine (non-DMA) accesses.
   void partition_start(const char* role, const region& a) const {
-    if (!partition_start_allowed(a.partition_start, a.rows, nc.spec().memory.partitions))
-      fail(std::string(role) + " starts at partition " + std::to_string(a.partition_start) + " with " +
-           std::to_string(a.rows) + " partitions, which is not allowed" + on() + " (" + partition_start_rule + ")");
+    if (!partition_start_allowed(a.partition_start, a.rows, nc.spec().memory.partitions)) [[unlikely]]
+      partition_start_failure(role, a);
+  }
+  [[gnu::cold, gnu::noinline, noreturn]] void partition_start_failure(const char* role, const region& a) const {
+    fail(std::string(role) + " starts at partition " + std::to_string(a.partition_start) + " with " +
+         std::to_string(a.rows) + " partitions, which is not allowed" + on() + " (" + partition_start_rule + ")");
   }
 
   /// Vector/Scalar/GpSimd free-size limits per memory.
@@ -133,9 +143,12 @@ struct checker {
   }
 
   void same_shape(const char* role, const region& a, const char* other, const region& b) const {
-    if (a.rows != b.rows || a.cols != b.cols)
-      fail(std::string(role) + " shape " + shape_string(a.rows, a.cols) + " differs from " + other + " shape " +
-           shape_string(b.rows, b.cols));
+    if (a.rows != b.rows || a.cols != b.cols) [[unlikely]] same_shape_failure(role, a, other, b);
+  }
+  [[gnu::cold, gnu::noinline, noreturn]] void same_shape_failure(const char* role, const region& a, const char* other,
+                                                                   const region& b) const {
+    fail(std::string(role) + " shape " + shape_string(a.rows, a.cols) + " differs from " + other + " shape " +
+         shape_string(b.rows, b.cols));
   }
 
   void free_size(const char* role, const region& a, std::size_t expected, const char* why) const {

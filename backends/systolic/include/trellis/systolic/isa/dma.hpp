@@ -52,8 +52,8 @@ inline void dma_copy(core_state& nc, const region& dst, const region& src, dma_o
   }
   instruction_record& rec = nc.begin_issue(engine::dma, opcode::dma_copy, where);
   rec.dma_queue = options.queue >= 0 ? options.queue : nc.next_dma_queue();
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   rec.attributes.transpose = options.transpose;
   nc.finish_issue();
 }

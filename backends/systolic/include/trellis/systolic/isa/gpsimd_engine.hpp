@@ -25,7 +25,7 @@ inline void iota(core_state& nc, const region& dst, affine_expression expression
     detail::scatter(dst, y.data());
   }
   instruction_record& rec = nc.begin_issue(unit, opcode::iota, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(operand_role::dst, dst, true);
   rec.attributes.value = static_cast<float>(expression.base);
   nc.finish_issue();
 }
@@ -55,8 +55,8 @@ inline void affine_select(core_state& nc, const region& dst, const region& src, 
     detail::scatter(dst, y.data());
   }
   instruction_record& rec = nc.begin_issue(unit, opcode::affine_select, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   rec.attributes.op0 = options.compare;
   rec.attributes.value = static_cast<float>(expression.base);
   nc.finish_issue();

@@ -43,11 +43,11 @@ inline void activation(core_state& nc, const region& dst, const region& src, act
     if (options.reduce_out.present()) detail::scatter(options.reduce_out, sums.data());
   }
   instruction_record& rec = nc.begin_issue(unit, opcode::activation, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
-  if (options.scale.is_vector()) nc.add_operand(describe(operand_role::scale, options.scale.vector(), false));
-  if (options.bias.present()) nc.add_operand(describe(operand_role::bias, options.bias, false));
-  if (options.reduce_out.present()) nc.add_operand(describe(operand_role::reduce_out, options.reduce_out, true));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
+  if (options.scale.is_vector()) nc.add_operand(operand_role::scale, options.scale.vector(), false);
+  if (options.bias.present()) nc.add_operand(operand_role::bias, options.bias, false);
+  if (options.reduce_out.present()) nc.add_operand(operand_role::reduce_out, options.reduce_out, true);
   rec.attributes.func = func;
   rec.attributes.reduce = options.reduce_out.present();
   rec.attributes.value = options.scale.value();

@@ -81,10 +81,10 @@ inline void nc_matmul(core_state& nc, const region& dst, const region& stationar
     detail::scatter(dst, c.data());
   }
   instruction_record& rec = nc.begin_issue(engine::tensor, opcode::nc_matmul, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::stationary, stationary, false));
-  nc.add_operand(describe(operand_role::moving, moving, false));
-  if (options.accumulate) nc.add_operand(describe(operand_role::dst, dst, false));  // an accumulation also reads PSUM
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::stationary, stationary, false);
+  nc.add_operand(operand_role::moving, moving, false);
+  if (options.accumulate) nc.add_operand(operand_role::dst, dst, false);  // an accumulation also reads PSUM
   rec.attributes.accumulate = options.accumulate;
   nc.finish_issue();
 }
@@ -134,8 +134,8 @@ inline void nc_transpose(core_state& nc, const region& dst, const region& src, n
     detail::scatter(dst, out.data());
   }
   nc.begin_issue(options.unit, opcode::nc_transpose, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   nc.finish_issue();
 }
 

@@ -31,9 +31,9 @@ inline void tensor_tensor(core_state& nc, const region& dst, const region& in0, 
     detail::scatter(dst, y.data());
   }
   instruction_record& rec = nc.begin_issue(options.unit, opcode::tensor_tensor, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::in0, in0, false));
-  nc.add_operand(describe(operand_role::in1, in1, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::in0, in0, false);
+  nc.add_operand(operand_role::in1, in1, false);
   rec.attributes.op0 = op;
   nc.finish_issue();
 }
@@ -65,10 +65,10 @@ inline void tensor_scalar(core_state& nc, const region& dst, const region& src, 
     detail::scatter(dst, y.data());
   }
   instruction_record& rec = nc.begin_issue(options.unit, opcode::tensor_scalar, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
-  if (operand0.is_vector()) nc.add_operand(describe(operand_role::operand0, operand0.vector(), false));
-  if (options.operand1.is_vector()) nc.add_operand(describe(operand_role::operand1, options.operand1.vector(), false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
+  if (operand0.is_vector()) nc.add_operand(operand_role::operand0, operand0.vector(), false);
+  if (options.operand1.is_vector()) nc.add_operand(operand_role::operand1, options.operand1.vector(), false);
   rec.attributes.op0 = op0;
   rec.attributes.op1 = options.op1;
   nc.finish_issue();
@@ -95,8 +95,8 @@ inline void tensor_reduce(core_state& nc, const region& dst, const region& src, 
     detail::scatter(dst, y.data());
   }
   instruction_record& rec = nc.begin_issue(options.unit, opcode::tensor_reduce, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   rec.attributes.op0 = op;
   nc.finish_issue();
 }
@@ -115,8 +115,8 @@ inline void tensor_copy(core_state& nc, const region& dst, const region& src, en
     detail::scatter(dst, x.data());
   }
   nc.begin_issue(options.unit, opcode::tensor_copy, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   nc.finish_issue();
 }
 
@@ -161,8 +161,8 @@ inline void bn_stats(core_state& nc, const region& dst, const region& src,
     detail::scatter(dst, y.data());
   }
   nc.begin_issue(unit, opcode::bn_stats, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   nc.finish_issue();
 }
 
@@ -200,8 +200,8 @@ inline void bn_aggr(core_state& nc, const region& dst, const region& src,
     detail::scatter(dst, y.data());
   }
   nc.begin_issue(unit, opcode::bn_aggr, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   nc.finish_issue();
 }
 
@@ -216,7 +216,7 @@ inline void memset(core_state& nc, const region& dst, float value, engine_option
     detail::scatter(dst, y.data());
   }
   instruction_record& rec = nc.begin_issue(options.unit, opcode::memset, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
+  nc.add_operand(operand_role::dst, dst, true);
   rec.attributes.value = value;
   nc.finish_issue();
 }
@@ -236,8 +236,8 @@ inline void reciprocal(core_state& nc, const region& dst, const region& src,
     detail::scatter(dst, y.data());
   }
   nc.begin_issue(unit, opcode::reciprocal, where);
-  nc.add_operand(describe(operand_role::dst, dst, true));
-  nc.add_operand(describe(operand_role::src, src, false));
+  nc.add_operand(operand_role::dst, dst, true);
+  nc.add_operand(operand_role::src, src, false);
   nc.finish_issue();
 }
 

@@ -102,7 +102,7 @@ class access_tracker {
     auto dominates = [&](std::uint32_t d) __attribute__((always_inline)) {
       const entry& e = entries_[d];
       if (!f.covers(e.where) || !(write || (!e.write && e.other_ns <= other_ns && e.same_ns <= same_ns))) return;
-      if (id == no_entry && (e.where == f || index_.location_of(d).same_cells(where))) id = d;
+      if (id == no_entry && (e.where.same_as(f) || index_.location_of(d).same_cells(where))) id = d;
       else dominated_.push_back(d);
     };
     if (index_.unchanged(f, where, seen)) {
