@@ -408,12 +408,24 @@ TEST(SystolicNorm, Hidden8192F32FitsTrn1) {
   EXPECT_EQ(default_norm_policy(probe, norm_kind::layer, dtype::f32,
                                 {.gamma = param, .beta = param, .residual = rows, .residual_out = rows}, 8192).bufs, 2u);
   EXPECT_EQ(default_norm_policy(probe, norm_kind::layer, dtype::bf16, {.gamma = param, .beta = param}, 4096).bufs, 3u);
+  const region rows_bf16 = hbm<bf16>::shape_only({130, 8192});
+  const norm_policy bf16_residual = default_norm_policy(
+      probe, norm_kind::layer, dtype::bf16, {.gamma = param, .beta = param, .residual = rows_bf16, .residual_out = rows_bf16}, 8192);
+  EXPECT_EQ(bf16_residual.bufs, 2u);
+  EXPECT_EQ(bf16_residual.work_bufs, 2u);
+  EXPECT_EQ(default_norm_policy(probe, norm_kind::layer, dtype::bf16,
+                                {.gamma = param, .beta = param, .residual = rows_bf16, .residual_out = rows_bf16}, 4096)
+                .work_bufs,
+            3u);
   std::mt19937 rng(50);
   problem p = random_problem<float>(rng, 130, 8192, true, true, true);
   p.residual_out = true;
   check<trn1, float, float>(op::layer, p);
   check<trn1, float, float>(op::rms, p);
   check<trn1, bf16, bf16>(op::layer, random_problem<bf16>(rng, 130, 8192, true, true, false));
+  problem q = random_problem<bf16, float, bf16>(rng, 130, 8192, true, true, true);
+  q.residual_out = true;
+  check<trn1, bf16, bf16, float, bf16, bf16>(op::layer, q);  // bf16 x, r and residual_out
 }
 
 // ---- views: folded and unfoldable leading axes, in place -------------------------------------------------
@@ -510,7 +522,8 @@ TEST(SystolicNorm, FrontDoorValidatesBeforeAnyInstruction) {
 
 /// Asks for a hidden size that cannot fit, reads the limit the error names, and runs exactly that limit.
 template <class M, class TX, class TY>
-void expect_limit_fits(trellis::systolic::kernels::norm_kind kind, bool gamma, bool residual, std::size_t bufs) {
+void expect_limit_fits(trellis::systolic::kernels::norm_kind kind, bool gamma, bool residual, std::size_t bufs,
+                       std::size_t work_bufs = 2) {
   SCOPED_TRACE(std::string(M::spec.name) + " bufs " + std::to_string(bufs));
   core<M> nc{{.functional = false}};
   const auto run = [&](std::size_t h) {
@@ -520,8 +533,8 @@ void expect_limit_fits(trellis::systolic::kernels::norm_kind kind, bool gamma, b
     if (kind == trellis::systolic::kernels::norm_kind::rms) ops.beta = {};
     const auto x = hbm<const TX>::shape_only({256, h});
     const auto y = hbm<TY>::shape_only({256, h});
-    if (kind == trellis::systolic::kernels::norm_kind::layer) layernorm_tiled(nc, x, y, ops, {.bufs = bufs});
-    else rmsnorm_tiled(nc, x, y, ops, {.bufs = bufs});
+    if (kind == trellis::systolic::kernels::norm_kind::layer) layernorm_tiled(nc, x, y, ops, {.bufs = bufs, .work_bufs = work_bufs});
+    else rmsnorm_tiled(nc, x, y, ops, {.bufs = bufs, .work_bufs = work_bufs});
   };
   const std::string message = error_of([&] { run(60000); });
   const std::size_t at = message.find("hidden ≤ ");
@@ -546,7 +559,7 @@ TEST(SystolicNorm, RuleErrors) {
   // more does not: for every buffer set (bf16 x adds fp32 work tiles, a residual its tiles, rmsnorm the
   // squares), on both machines.
   expect_limit_fits<trn1, float, float>(norm_kind::layer, true, false, 3);
-  expect_limit_fits<trn1, bf16, bf16>(norm_kind::layer, true, true, 3);
+  expect_limit_fits<trn1, bf16, bf16>(norm_kind::layer, true, true, 3, 3);
   expect_limit_fits<trn1, bf16, float>(norm_kind::rms, true, true, 2);
   expect_limit_fits<trn2, float, float>(norm_kind::rms, false, true, 2);
   expect_limit_fits<trn2, bf16, bf16>(norm_kind::rms, true, false, 4);
@@ -558,6 +571,9 @@ TEST(SystolicNorm, RuleErrors) {
   EXPECT_NE(error_of([&] { rmsnorm_tiled(nc, x, y, {}, {.rows_per_tile = 129}); }).find("rows lie on partitions"),
             std::string::npos);
   EXPECT_NE(error_of([&] { rmsnorm_tiled(nc, x, y, {}, {.bufs = 1}); }).find("policy.bufs 1 is below 2"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { rmsnorm_tiled(nc, hbm<const bf16>::shape_only({256, 1024}), y, {}, {.work_bufs = 1}); })
+                .find("policy.work_bufs 1 is below 2"),
             std::string::npos);
   EXPECT_NE(error_of([&] { rmsnorm_tiled(nc, x, y, {.beta = hbm<float>::shape_only({1, 1024})}); }).find("beta"),
             std::string::npos);

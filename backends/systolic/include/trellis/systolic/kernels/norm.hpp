@@ -45,7 +45,7 @@
 //
 // Buffers (SBUF, per partition; bufs = policy.bufs ≥ 2):
 //   x tiles        bufs × H × sizeof(TX)     loads run bufs − 1 tiles ahead
-//   fp32 work      2 × H × 4 (3 with r)      only when x is bf16 (an fp32 x is worked on in place)
+//   fp32 work      work_bufs × H × 4         only when x is bf16 (an fp32 x is worked on in place)
 //   y              —                         in place: in the x tile when y has x's dtype, else in the fp32
 //                                            work tile (x bf16, y fp32)
 //   r tiles        (bufs − 1) × H × sizeof(TR)   only with a residual (read once, by the x + r)
@@ -54,14 +54,16 @@
 //   statistics     2 × (6·chunks + 3) × 4    bn_stats, (mean, var), rstd; eps column 4; ones row 4·128
 // PSUM: 2 rotating [128, 512] fp32 banks, during the broadcast only.
 // A hidden size whose buffers do not fit a partition is a rule error that says how much fits (there is no
-// chunked two-pass fallback: it would read x twice). default_norm_policy() takes bufs = 3 where it fits,
-// else 2; H = 8192 fp32 with γ, β and an fp32 residual fits trn1's 192 KiB partitions with bufs = 2.
+// chunked two-pass fallback: it would read x twice). default_norm_policy() takes bufs = 3 (and 3 work tiles
+// with a residual) where they fit, else fewer; H = 8192 with γ, β and a residual, fp32 or bf16, fits trn1's
+// 192 KiB partitions with bufs = 2.
 
 #include <algorithm>
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "trellis/core/error.hpp"
@@ -75,6 +77,7 @@ namespace trellis::systolic::kernels {
 struct norm_policy {
   std::size_t rows_per_tile = 128;         ///< rows per tile, one per partition
   std::size_t bufs = 3;                    ///< x tiles in rotation (≥ 2): loads run bufs − 1 tiles ahead
+  std::size_t work_bufs = 2;               ///< fp32 work tiles when x is bf16 (≥ 2; 3 helps with a residual)
   std::size_t stats_chunk = 512;           ///< bn_stats free size (≤ the machine's bn_stats_free_max)
   engine normalize_unit = engine::scalar;  ///< the (s − mean)·rstd / s·rstd tensor_scalar: vector, scalar, gpsimd
   engine scale_unit = engine::vector;      ///< the ·γ tensor_tensor: vector or gpsimd
@@ -114,7 +117,7 @@ inline std::size_t norm_sbuf_bytes(norm_kind kind, dtype tx, const norm_operands
   if (gamma || beta) place(1, partitions, 4);                      // ones row (partition 0)
   place(std::size_t(gamma) + std::size_t(beta), hidden, 4);        // γ, β broadcasts
   place(policy.bufs, hidden, size_of(tx));                         // x tiles
-  if (tx != dtype::f32) place(extra.residual.present() ? 3 : 2, hidden, 4);  // fp32 work tiles
+  if (tx != dtype::f32) place(policy.work_bufs, hidden, 4);       // fp32 work tiles
   if (extra.residual.present()) place(policy.bufs - 1, hidden, size_of(extra.residual.type));  // r tiles
   if (kind == norm_kind::rms) place(1, hidden, 2);                 // discarded squares (bf16)
   place(2, 6 * chunks, 4);                                         // bn_stats
@@ -159,6 +162,9 @@ inline void check_norm_call(const core_state& nc, norm_kind kind, const region& 
   if (policy.bufs < 2)
     raise_error(name + ": policy.bufs " + std::to_string(policy.bufs) +
                 " is below 2 (the pipeline loads the next tile while the current one is in use)");
+  if (policy.work_bufs < 2)
+    raise_error(name + ": policy.work_bufs " + std::to_string(policy.work_bufs) +
+                " is below 2 (tile i + 1 gets its work tile while tile i is still in use)");
   const std::size_t bn_max = nc.spec().access.bn_stats_free_max;
   if (policy.stats_chunk == 0 || policy.stats_chunk > bn_max)
     raise_error(name + ": policy.stats_chunk " + std::to_string(policy.stats_chunk) + " is outside 1.." +
@@ -200,10 +206,19 @@ inline void check_norm_call(const core_state& nc, norm_kind kind, const region& 
 /// The front doors' policy: norm_policy{} (bufs = 3) where its buffers fit a partition, else bufs = 2.
 inline norm_policy default_norm_policy(const core_state& nc, norm_kind kind, dtype tx, const norm_operands& extra,
                                        std::size_t hidden) {
+  // With a residual, a third work tile lets x + r of tile i + 1 start before tile i − 1's +β (GpSimd) has
+  // finished reading the work tile it would reuse. Buffers are dropped in the order that costs least
+  // (measured: docs/systolic-model.md) until they fit.
+  const bool residual = extra.residual.present() && tx != dtype::f32;
+  const std::pair<std::size_t, std::size_t> ladder[] = {{3, residual ? 3 : 2}, {3, 2}, {2, 2}};  // (bufs, work_bufs)
   norm_policy policy;
-  if (detail::norm_sbuf_bytes(kind, tx, extra, policy, hidden, policy.rows_per_tile) >
-      nc.spec().memory.sbuf_bytes_per_partition)
-    policy.bufs = 2;
+  for (const auto& [bufs, work] : ladder) {
+    policy.bufs = bufs;
+    policy.work_bufs = work;
+    if (detail::norm_sbuf_bytes(kind, tx, extra, policy, hidden, policy.rows_per_tile) <=
+        nc.spec().memory.sbuf_bytes_per_partition)
+      break;
+  }
   return policy;
 }
 
@@ -280,9 +295,7 @@ void norm_tiled(core_state& nc, norm_kind kind, hbm<const TX> x, hbm<TY> y, cons
   // Row-tile buffers (counts in the header comment).
   auto x_tiles = nc.sbuf.pool<TX>({P, hidden}, policy.bufs);  // [P, H] TX
   std::optional<pool<float>> work_tiles;                       // [P, H] fp32, when x is bf16
-  // 3 with a residual: x + r of tile i + 1 would otherwise wait for tile i − 1's +β (GpSimd) to finish
-  // reading its work tile.
-  if constexpr (!x_is_f32) work_tiles.emplace(nc.sbuf.pool<float>({P, hidden}, has_residual ? 3 : 2));
+  if constexpr (!x_is_f32) work_tiles.emplace(nc.sbuf.pool<float>({P, hidden}, policy.work_bufs));
   residual_tiles r_tiles(nc, extra.residual, P, hidden, ahead);  // [P, H] TR
   std::optional<pool<bf16>> squares;                             // [P, H] bf16, rmsnorm
   if (kind == norm_kind::rms) squares.emplace(nc.sbuf.pool<bf16>({P, hidden}, 1));
