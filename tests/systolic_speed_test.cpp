@@ -186,6 +186,48 @@ TEST(SystolicSpeed, IndexedTrackerAnswersLikeTheFlatList) {
   }
 }
 
+TEST(SystolicSpeed, TrackerAnswersLikeTheFlatListInstructionByInstruction) {
+  // The scheduler's way: every operand of an instruction is located and queried (its candidates
+  // collected once), then every operand is recorded, reusing the candidates while their cells did not
+  // change. Instructions of 1-5 operands, often on the same or overlapping footprints.
+  std::mt19937_64 rng(977);
+  auto pick = [&](std::uint64_t n) { return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng); };
+  timing::access_tracker fast;
+  flat_access_tracker flat;
+  std::vector<std::uint64_t> last(6, ~std::uint64_t{0});
+  struct access {
+    timing::footprint f;
+    bool write;
+    timing::access_tracker::location at;
+    timing::access_tracker::candidate_set seen;
+  };
+  std::vector<access> ops(5);
+  for (std::uint64_t i = 0; i < 8000; ++i) {
+    const std::size_t n = 1 + pick(5);
+    const auto stream = std::uint32_t(pick(6));
+    for (std::size_t k = 0; k < n; ++k) {
+      ops[k].f = k > 0 && pick(3) == 0 ? ops[pick(k)].f : random_footprint(rng);  // repeats, as matmul's dst
+      ops[k].write = pick(2) == 0;
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+      fast.locate(ops[k].f, ops[k].at);
+      const timing::constraint a = fast.ready(ops[k].f, ops[k].at, ops[k].write, stream, last[stream], ops[k].seen);
+      const timing::constraint b = flat.ready(ops[k].f, ops[k].write, stream, last[stream]);
+      ASSERT_EQ(a.time_ns, b.time_ns) << "instruction " << i << ", operand " << k;
+      ASSERT_EQ(a.cause, b.cause) << "instruction " << i << ", operand " << k;
+      ASSERT_EQ(a.serial, b.serial) << "instruction " << i << ", operand " << k;
+    }
+    const double same = double(pick(64));
+    for (std::size_t k = 0; k < n; ++k) {
+      const double other = ops[k].write ? same + double(pick(3)) : same;
+      fast.record(ops[k].f, ops[k].at, ops[k].seen, ops[k].write, stream, stream >= 4, i, other, same);
+      flat.record(ops[k].f, ops[k].write, stream, stream >= 4, i, other, same);
+      ASSERT_EQ(fast.size(), flat.size()) << "instruction " << i << ", operand " << k;
+    }
+    last[stream] = i;
+  }
+}
+
 /// The DMA engine assignment before the ring: a scan for the engine that frees first, per packet group.
 double flat_assign(std::vector<double>& engine_free, double start, std::size_t packets, std::size_t group, double per_packet,
                    std::vector<timing::dma_span>& spans) {
@@ -237,6 +279,57 @@ TEST(SystolicSpeed, DmaEngineRingAssignsLikeTheScan) {
         ASSERT_EQ(a[k].end_ns, b[k].end_ns) << "transfer " << i;
       }
     }
+  }
+}
+
+TEST(SystolicSpeed, DmaEnginePoolWithoutSpansAssignsLikeWithSpans) {
+  // Timing keeps no spans (scheduler::spans() replays them): the span-free assign, with its shortcut
+  // for whole rounds on engines free together, must leave the engines exactly as the spans path does.
+  std::mt19937_64 rng(11);
+  auto pick = [&](std::uint64_t n) { return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng); };
+  for (std::size_t engines : {1u, 3u, 16u, 40u}) {
+    SCOPED_TRACE(engines);
+    timing::dma_engine_pool with(engines), without(engines);
+    std::vector<timing::dma_span> spans;
+    double clock = 0;
+    for (int i = 0; i < 4000; ++i) {
+      spans.clear();
+      clock += double(pick(4)) * 37.5;
+      const double per_packet = pick(5) == 0 ? 0.1 : 16.0 + double(pick(3)) * 0.3;
+      const std::size_t packets = pick(3) == 0 ? engines * (1 + pick(9)) : pick(6) == 0 ? 0 : 1 + pick(300);
+      const std::size_t group = 1 + (pick(4) == 0 ? pick(5) : 0);
+      std::uint32_t count = 0;
+      const double x = with.assign(clock, packets, group, per_packet, spans);
+      const double y = without.assign(clock, packets, group, per_packet, count);
+      ASSERT_EQ(x, y) << "transfer " << i;
+      ASSERT_EQ(spans.size(), count) << "transfer " << i;
+      ASSERT_EQ(with.free_at(), without.free_at()) << "transfer " << i;
+      ASSERT_EQ(with.packets_carried(), without.packets_carried()) << "transfer " << i;
+      ASSERT_EQ(with.busy_ns(), without.busy_ns()) << "transfer " << i;
+    }
+  }
+}
+
+TEST(SystolicSpeed, ReportSumsTheSpansItNoLongerReads) {
+  // report() takes each DMA engine's packets and busy time from the scheduler's running sums; they must
+  // be the sums over spans() (replayed), in the same order.
+  core<trn2> nc{{.functional = false}};
+  kernels::matmul_tiled(nc, hbm<const bf16>::shape_only({1000, 300}), hbm<const bf16>::shape_only({1000, 700}),
+                        hbm<float>::shape_only({300, 700}), 2);
+  const timing::report r = nc.report();
+  std::vector<double> busy(nc.spec().dma.engines, 0.0);
+  std::vector<std::size_t> packets(nc.spec().dma.engines, 0);
+  const auto& s = nc.timeline();
+  for (const timing::timed_instruction& t : s.timed())
+    for (std::uint32_t k = 0; k < t.span_count; ++k) {
+      const timing::dma_span& sp = s.spans()[t.first_span + k];
+      busy[sp.engine] += sp.end_ns - sp.start_ns;
+      packets[sp.engine] += sp.packets;
+    }
+  ASSERT_EQ(r.dma_engines.size(), busy.size());
+  for (std::size_t e = 0; e < busy.size(); ++e) {
+    EXPECT_EQ(r.dma_engines[e].busy_ns, busy[e]) << "engine " << e;
+    EXPECT_EQ(r.dma_engines[e].instructions, packets[e]) << "engine " << e;
   }
 }
 

@@ -91,8 +91,9 @@ class access_tracker {
   }
   /// The same, for f at `where` (locate(f)) whose candidates ready() collected into `seen` (reused when
   /// its cells did not change since).
-  void record(const footprint& f, const location& where, const candidate_set& seen, bool write, std::uint32_t stream,
-              bool from_dma, std::uint64_t instruction, double other_ns, double same_ns) {
+  [[gnu::always_inline]] inline void record(const footprint& f, const location& where, const candidate_set& seen, bool write,
+                                            std::uint32_t stream, bool from_dma, std::uint64_t instruction, double other_ns,
+                                            double same_ns) {
     // An entry fully inside a new write is dominated by it (the write waited for it and ends later); a read
     // entry inside a new read that frees the region no earlier is dominated for every later writer.
     // A dominated entry in the same cells is overwritten in place (entry ids are not observable: the

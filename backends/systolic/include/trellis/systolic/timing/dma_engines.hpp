@@ -216,7 +216,7 @@ class dma_engine_pool {
       for (std::size_t k = 1; k < size; ++k) sorted &= (v[k - 1] < v[k]) | ((v[k - 1] == v[k]) & (e[k - 1] < e[k]));
       if (rounds == 0)  // first jobs of this batch: engines new to the transfer open their spans, in job order
         for (std::size_t k = 0; k < size; ++k) open_span(e[k], start_ns > f[k] ? start_ns : f[k]);
-      f = v;
+      for (std::size_t k = 0; k < size; ++k) f[k] = v[k];
       if (!sorted) {  // equal new times (engines idle at the start all end together) go by engine index
         std::array<slot, max_lanes> order;
         for (std::size_t k = 0; k < size; ++k) order[k] = {f[k], e[k]};

@@ -46,7 +46,7 @@ struct footprint {
   friend bool operator==(const footprint&, const footprint&) = default;
 
   /// The same bytes, described the same way (so the same cells in footprint_index).
-  bool same_as(const footprint& o) const noexcept {
+  [[gnu::always_inline]] bool same_as(const footprint& o) const noexcept {
     if (space != o.space) return false;
     if (space != memory_space::hbm) return p0 == o.p0 && p1 == o.p1 && b0 == o.b0 && b1 == o.b1;
     return address == o.address && row_stride == o.row_stride && span == o.span && rows == o.rows;

@@ -331,7 +331,7 @@ class footprint_index {
   static constexpr std::uint64_t dense_columns = 512;  ///< on chip: 512 × 512 bytes per partition
 
   /// The index of cell (rb, cb) of group g; created if `create`, else none when it does not exist.
-  std::uint32_t cell_index(std::uint32_t g, std::uint64_t rb, std::uint64_t cb, bool create) {
+  [[gnu::always_inline]] std::uint32_t cell_index(std::uint32_t g, std::uint64_t rb, std::uint64_t cb, bool create) {
     const group& gr = groups_[g];
     if (gr.dense_base != cell_map::none && rb == 0 && cb < dense_columns) return gr.dense_base + std::uint32_t(cb);
     const std::uint64_t key = (rb * 0x9e3779b97f4a7c15ull) ^ (cb + (std::uint64_t(g) << 56));  // any mix: equal keys only merge cells
