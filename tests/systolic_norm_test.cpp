@@ -694,16 +694,17 @@ void print_times(bool layer, std::size_t rows, std::size_t h, bool residual) {
   const auto r = nc.report();
   double dma = 0;
   for (const auto& e : r.dma_engines) dma += e.utilisation / double(r.dma_engines.size());
-  std::printf("| %s | %s %zu x %zu %s%s | %zu | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", M::spec.name,
+  std::printf("| %s | %s %zu × %zu %s%s | %zu, %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", M::spec.name,
               layer ? "layernorm" : "rmsnorm", rows, h, std::is_same_v<TX, bf16> ? "bf16" : "fp32",
-              residual ? " + r, r_out" : "", policy.bufs, r.total_ns / 1e3, 100 * r.engines[1].utilisation,
+              residual ? " + r, r_out" : "", policy.bufs,
+              std::is_same_v<TX, bf16> ? std::to_string(policy.work_bufs).c_str() : "—", r.total_ns / 1e3, 100 * r.engines[1].utilisation,
               100 * r.engines[2].utilisation, 100 * r.engines[3].utilisation, 100 * r.engines[0].utilisation, 100 * dma,
               100 * r.mbu, (r.hbm_read_bytes + r.hbm_written_bytes) / r.total_ns);
 }
 
 TEST(SystolicNorm, PrintPredictedTimes) {
   if (!std::getenv("TRELLIS_PRINT_NORM_TIMES")) GTEST_SKIP() << "set TRELLIS_PRINT_NORM_TIMES=1 to print the table";
-  std::printf("| machine | op, shape | bufs | µs | Vector % | Scalar % | GpSimd % | Tensor % | DMA engines % | MBU % | HBM GB/s |\n");
+  std::puts("| machine | op, shape | bufs, work_bufs | µs | Vector % | Scalar % | GpSimd % | Tensor % | DMA engines % | MBU % | HBM GB/s |");
   const auto all = [](auto machine) {
     using M = decltype(machine);
     print_times<M, bf16>(true, 8192, 4096, false);
@@ -712,6 +713,7 @@ TEST(SystolicNorm, PrintPredictedTimes) {
     print_times<M, bf16>(false, 8192, 4096, true);
     print_times<M, bf16>(true, 2048, 8192, false);
     print_times<M, bf16>(false, 2048, 8192, false);
+    print_times<M, bf16>(true, 2048, 8192, true);
     print_times<M, float>(true, 2048, 8192, false);
     print_times<M, float>(false, 2048, 8192, false);
   };
