@@ -91,8 +91,8 @@ struct bound_model {
       const double g = 2.0 * std::ceil(h / double(chunk));
       d_mean = (c + 4 * g + 2) * u * max_abs;
       // The variance: each half's Σ(s − m̂)² has relative error ≤ (c + 2)·u and exceeds the true M2 by
-      // c·(m − m̂)²; the between-halves terms n·(m̂ᵢ − μ̂)² differ from n·(mᵢ − μ)² by ≤ 4·d_mean·σ + 4·d_mean²
-      // (averaged) and bn_aggr's accumulation adds ≤ (G + 6)·u relative. So
+      // c·(m − m̂)²; the between-halves terms n·(m̂ᵢ − μ̂)² differ from n·(mᵢ − μ)² by
+      // ≤ 4·d_mean·σ + 4·d_mean² (averaged) and bn_aggr's accumulation adds ≤ (G + 6)·u relative. So
       //   |v̂ − v| ≤ (c + 4G + 8)·u·v + 4·d_mean·σ + 5·d_mean².
       const double d_var = (c + 4 * g + 8) * u * var + 4 * d_mean * std::sqrt(var) + 5 * d_mean * d_mean;
       // rstd = rsqrt(v̂ + eps): the add and the reciprocal square root round ≤ 3 times (≤ 4u).
@@ -393,7 +393,8 @@ TEST(SystolicNorm, CancellationProneRows) {
   for (float offset : {1000.0f, 10000.0f}) {
     check<trn1, float, float>(op::layer, random_problem<float>(rng, 129, 1000, true, true, false, offset));
     check<trn2, float, float>(op::layer, random_problem<float>(rng, 129, 4096, true, true, false, offset));
-    check<trn2, bf16, float>(op::layer, random_problem<bf16>(rng, 3, 513, true, true, true, offset));  // bf16 x + fp32 r
+    // bf16 x + fp32 r:
+    check<trn2, bf16, float>(op::layer, random_problem<bf16>(rng, 3, 513, true, true, true, offset));
     check<trn2, float, float>(op::rms, random_problem<float>(rng, 129, 1000, true, false, false, offset));
   }
 }

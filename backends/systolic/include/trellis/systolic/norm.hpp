@@ -56,8 +56,9 @@ struct norm_rows {
   std::size_t outer = 0;                 ///< axes[0, outer) are looped over
   std::size_t rows = 1;                  ///< rows per call: Π extents of axes[outer, count)
 
-  norm_rows(const std::array<std::size_t, Rank>& shape, const std::array<std::array<std::size_t, Rank>, operands>& strides,
-            std::size_t used) {
+  using strides_type = std::array<std::array<std::size_t, Rank>, operands>;
+
+  norm_rows(const std::array<std::size_t, Rank>& shape, const strides_type& strides, std::size_t used) {
     for (std::size_t a = 0; a + 1 < Rank; ++a)
       if (shape[a] > 1) axes[count++] = a;
     outer = count;
@@ -74,8 +75,8 @@ struct norm_rows {
 
   /// Calls f(offsets, row strides) once per slice, offsets/strides in elements per operand.
   template <class F>
-  void for_each(const std::array<std::size_t, Rank>& shape, const std::array<std::array<std::size_t, Rank>, operands>& strides,
-                std::size_t hidden, F&& f) const {
+  void for_each(const std::array<std::size_t, Rank>& shape, const strides_type& strides, std::size_t hidden,
+                F&& f) const {
     std::array<std::size_t, operands> row_stride{};
     for (std::size_t o = 0; o < operands; ++o) row_stride[o] = count > outer ? strides[o][axes[count - 1]] : hidden;
     std::array<std::size_t, Rank> index{};
@@ -101,8 +102,9 @@ std::array<std::size_t, Rank> strides_of(const V& v) noexcept {
 
 /// Both ops: fold rows, wrap the views as HBM, run the kernel per slice.
 template <class Machine, class TX, class TY, std::size_t Rank, class Options, class Kernel>
-void run_norm(core<Machine>& nc, kernels::norm_kind kind, tensor_view<const TX, Rank> x, const any_view& gamma, const any_view& beta,
-              tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden, const Options& opts, Kernel kernel) {
+void run_norm(core<Machine>& nc, kernels::norm_kind kind, tensor_view<const TX, Rank> x, const any_view& gamma,
+              const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden, const Options& opts,
+              Kernel kernel) {
   if (rows == 0 || hidden == 0) return;
   const std::array<std::array<std::size_t, Rank>, 4> strides{x.strides(), y.strides(), strides_of<Rank>(opts.residual),
                                                              strides_of<Rank>(opts.residual_out)};
@@ -128,8 +130,9 @@ void run_norm(core<Machine>& nc, kernels::norm_kind kind, tensor_view<const TX, 
 template <systolic::machine Machine>
 struct op_impl<layernorm_fn, systolic::core<Machine>> {
   template <class TX, class TY, std::size_t Rank>
-  static void run(systolic::core<Machine>& nc, tensor_view<const TX, Rank> x, const any_view& gamma, const any_view& beta,
-                  tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden, const layernorm_options& opts) {
+  static void run(systolic::core<Machine>& nc, tensor_view<const TX, Rank> x, const any_view& gamma,
+                  const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
+                  const layernorm_options& opts) {
     systolic::detail::run_norm(nc, systolic::kernels::norm_kind::layer, x, gamma, beta, y, rows, hidden, opts,
                                [](auto& core, auto xs, auto ys, const auto& extra, const auto& policy) {
                                  systolic::kernels::layernorm_tiled(core, xs, ys, extra, policy);

@@ -137,7 +137,8 @@ inline void check_norm_call(const core_state& nc, norm_kind kind, const region& 
                 systolic::detail::shape_string(rows, hidden));
   const auto check_hbm = [&](const region& r, const char* role, std::size_t want_rows) {
     if (!r.present()) return;
-    if (r.space != memory_space::hbm) raise_error(name + ": " + role + " is in " + to_string(r.space) + ", expected HBM");
+    if (r.space != memory_space::hbm)
+      raise_error(name + ": " + role + " is in " + to_string(r.space) + ", expected HBM");
     if (r.type != dtype::f32 && r.type != dtype::bf16)
       raise_error(name + ": " + role + " is " + to_string(r.type) + ", expected fp32 or bf16");
     if (r.rows != want_rows || r.cols != hidden)
@@ -182,7 +183,9 @@ inline void check_norm_call(const core_state& nc, norm_kind kind, const region& 
     raise_error(name + ": hidden " + std::to_string(hidden) + " exceeds " + std::to_string(free_max) + on +
                 " (a whole row is one engine access of at most this many elements per partition)");
 
-  const auto need = [&](std::size_t h) { return norm_sbuf_bytes(kind, x.type, extra, policy, h, policy.rows_per_tile); };
+  const auto need = [&](std::size_t h) {
+    return norm_sbuf_bytes(kind, x.type, extra, policy, h, policy.rows_per_tile);
+  };
   const std::size_t capacity = nc.spec().memory.sbuf_bytes_per_partition;
   if (need(hidden) > capacity) {
     std::size_t fits = 0, too_big = hidden;  // the largest hidden size that fits: need() grows with it
