@@ -5,6 +5,7 @@
 // static overhead of tiny/serially dependent ops are added by the scheduler, which knows the context.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 
@@ -49,13 +50,18 @@ struct engine_cost {
 inline engine_cost instruction_cost(const instruction_record& r, const machine_spec& s) {
   const double min_ii = s.access.min_initiation_cycles;
   const operand_record* dst = r.operands.empty() ? nullptr : &r.operands[0];
-  const operand_record* src = find_operand(r, operand_role::src);
-  if (!src) src = find_operand(r, operand_role::in0);
-  const double n = double(src ? src->cols : dst ? dst->cols : 0);
-  // "an innermost stride > 16 bytes halves the interface bandwidth": the N-dependent term doubles.
+  // One pass over the operands: the first of each role, and the stride factor ("an innermost stride > 16
+  // bytes halves the interface bandwidth": the N-dependent term doubles).
+  std::array<const operand_record*, std::size_t(operand_role::other) + 1> first{};
   double stride_factor = 1;
-  for (const operand_record& o : r.operands)
+  for (const operand_record& o : r.operands) {
+    if (!first[std::size_t(o.slot)]) first[std::size_t(o.slot)] = &o;
     if (o.cols > 1 && o.col_stride_bytes > static_cast<std::ptrdiff_t>(s.access.fast_stride_max_bytes)) stride_factor = 2;
+  }
+  auto find = [&](operand_role role) { return first[std::size_t(role)]; };
+  const operand_record* src = find(operand_role::src);
+  if (!src) src = find(operand_role::in0);
+  const double n = double(src ? src->cols : dst ? dst->cols : 0);
   const bool vector_unit = r.unit == engine::vector;
   auto floor_ii = [&](double term) {
     const double t = term * stride_factor;
@@ -69,8 +75,8 @@ inline engine_cost instruction_cost(const instruction_record& r, const machine_s
   switch (r.op) {
     case opcode::dma_copy: return {};
     case opcode::nc_matmul: {
-      const operand_record* st = find_operand(r, operand_role::stationary);
-      const operand_record* mv = find_operand(r, operand_role::moving);
+      const operand_record* st = find(operand_role::stationary);
+      const operand_record* mv = find(operand_role::moving);
       double c = std::max(std::min(matmul_stationary_cap, double(st->cols)), double(mv->cols) * stride_factor);
       if (mv->type == dtype::f32) c *= double(s.matmul.fp32_rate_divisor);  // "×4 for fp32"
       if (mv->type == dtype::f8e4m3 || mv->type == dtype::f8e5m2) c /= double(s.matmul.fp8_rate_multiplier);
@@ -101,7 +107,7 @@ inline engine_cost instruction_cost(const instruction_record& r, const machine_s
     }
     case opcode::bn_stats: return floor_ii(n);
     case opcode::tensor_tensor: {
-      const operand_record* in1 = find_operand(r, operand_role::in1);
+      const operand_record* in1 = find(operand_role::in1);
       const bool psum_input = src->space == memory_space::psum || in1->space == memory_space::psum;
       const alu_op op = r.attributes.op0;
       const bool simple = op == alu_op::add || op == alu_op::multiply || op == alu_op::subtract;

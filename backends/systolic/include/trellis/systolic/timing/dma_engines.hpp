@@ -81,11 +81,13 @@ class dma_engine_pool {
     if (ring_[head_].free != ring_[tail].free) return false;
     const double duration = per_packet * double(group);
     const std::size_t rounds = jobs / size;
-    double f = ring_[head_].free, s0 = 0;
-    for (std::size_t r = 0; r < rounds; ++r) {
-      const double s = start_ns > f ? start_ns : f, next = s + duration;
+    const double f0 = ring_[head_].free;
+    const double s0 = start_ns > f0 ? start_ns : f0;  // the first round starts at max(start, free) ...
+    double f = s0 + duration;
+    if (!(f > f0)) return false;
+    for (std::size_t r = 1; r < rounds; ++r) {  // ... the others when the previous ends (> s0 >= start_ns)
+      const double next = f + duration;
       if (!(next > f)) return false;
-      if (r == 0) s0 = s;
       f = next;
     }
     const std::uint64_t carried = std::uint64_t(rounds) * group;

@@ -42,6 +42,12 @@ inline dma_jobs dma_jobs_of(std::size_t packets, std::size_t packet_bytes, const
   return {(packets + dma_max_packet_jobs - 1) / dma_max_packet_jobs,
           spec.dma.packet_overhead_ns() + double(packet_bytes) / spec.dma.engine_bytes_per_ns};
 }
+/// The same with the packet overhead computed beforehand (spec.dma.packet_overhead_ns(): the same value).
+inline dma_jobs dma_jobs_of(std::size_t packets, std::size_t packet_bytes, double packet_overhead_ns,
+                            const machine_spec& spec) noexcept {
+  return {(packets + dma_max_packet_jobs - 1) / dma_max_packet_jobs,
+          packet_overhead_ns + double(packet_bytes) / spec.dma.engine_bytes_per_ns};
+}
 
 /// log2(size_of(t)).
 constexpr unsigned size_shift(dtype t) noexcept { return size_of(t) == 4 ? 2 : size_of(t) == 2 ? 1 : 0; }
@@ -69,7 +75,7 @@ class dma_model {
  public:
   explicit dma_model(const machine_spec& spec)
       : spec_(&spec), engines_(spec.dma.engines), queue_free_(spec.dma.queues, 0.0),
-        hbm_bytes_per_ns_(spec.hbm.bytes_per_ns_per_core()) {}
+        hbm_bytes_per_ns_(spec.hbm.bytes_per_ns_per_core()), packet_overhead_ns_(spec.dma.packet_overhead_ns()) {}
 
   double queue_free(std::size_t q) const noexcept { return queue_free_[q]; }
   const std::vector<double>& engine_free() const noexcept { return engines_.free_at(); }
@@ -83,7 +89,7 @@ class dma_model {
     dma_timing t;
     dma_packets(r, t.packets, t.packet_bytes, t.bytes);
     t.start_ns = std::max(ready_ns, queue_free_[q]);
-    const dma_jobs jobs = dma_jobs_of(t.packets, t.packet_bytes, *spec_);
+    const dma_jobs jobs = dma_jobs_of(t.packets, t.packet_bytes, packet_overhead_ns_, *spec_);
     const double end = engines_.assign(t.start_ns, t.packets, jobs.group, jobs.per_packet, t.span_count);
     const bool touches_hbm = r.operands[0].space == memory_space::hbm || r.operands[1].space == memory_space::hbm;
     t.hbm_start_ns = t.hbm_end_ns = t.start_ns;
@@ -104,6 +110,7 @@ class dma_model {
   dma_engine_pool engines_;
   std::vector<double> queue_free_;
   double hbm_bytes_per_ns_;  ///< the machine's per-core HBM bandwidth (computed once)
+  double packet_overhead_ns_;  ///< spec.dma.packet_overhead_ns() (computed once)
   double hbm_free_ = 0;
 };
 

@@ -229,10 +229,14 @@ class scheduler {
   double load_stationary_cycles(const instruction_record& r, bool idle) {
     const operand_record* st = r.op == opcode::nc_matmul ? find_operand(r, operand_role::stationary) : nullptr;
     if (!st) return 0;
-    const footprint f = footprint::of(*st);
-    const bool changed = !(have_stationary_ && f.p0 == stationary_.p0 && f.p1 == stationary_.p1 && f.b0 == stationary_.b0 &&
-                           f.b1 == stationary_.b1);
-    stationary_ = f;
+    // The partitions and bytes it covers (footprint::of's on-chip rectangle, without building one).
+    const std::uint64_t p0 = st->partition_start, p1 = st->partition_start + st->rows, b0 = st->byte_begin, b1 = st->byte_end;
+    const bool changed = !(have_stationary_ && p0 == stationary_.p0 && p1 == stationary_.p1 && b0 == stationary_.b0 &&
+                           b1 == stationary_.b1);
+    stationary_.p0 = p0;
+    stationary_.p1 = p1;
+    stationary_.b0 = b0;
+    stationary_.b1 = b1;
     have_stationary_ = true;
     if (!idle || !changed) return 0;
     double c = double(st->cols) / double(spec_->matmul.load_stationary_speedup);
