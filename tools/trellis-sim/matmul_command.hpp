@@ -184,26 +184,18 @@ inline int tune_matmul(arguments& args) {
   args.reject_unknown("tune matmul");
 
   std::vector<candidate> candidates;
-  std::vector<kernels::matmul_policy> seen;  // policies that resolve alike (blocks clipped to the shape) run once
-  host_tensors shapes(false);
-  const kernels::matmul_problem shape_problem = make_problem(s, shapes);
-  const auto add = [&](kernels::matmul_policy requested) {
+  host_tensors no_memory(false);
+  const kernels::matmul_problem shape_problem = make_problem(s, no_memory);
+  const auto add = [&](const kernels::matmul_policy& requested) {
+    // Listed as resolved, so policies that resolve alike (blocks clipped to the shape) run once.
     const kernels::matmul_policy q = kernels::resolve_matmul_policy(requested, machine, shape_problem);
-    const auto same = [&](const kernels::matmul_policy& o) {
-      return o.variant == q.variant && o.tile_m == q.tile_m && o.tile_k == q.tile_k && o.tile_n == q.tile_n &&
-             o.block_m == q.block_m && o.block_n == q.block_n && o.block_k == q.block_k && o.bufs == q.bufs;
-    };
-    if (std::find_if(seen.begin(), seen.end(), same) != seen.end()) return;
-    seen.push_back(q);
-    candidate c;
-    c.params = {{"variant", to_string(q.variant)}, {"tile_n", std::to_string(q.tile_n)},
-                {"block_m", std::to_string(q.block_m)}, {"block_n", std::to_string(q.block_n)},
-                {"block_k", std::to_string(q.block_k)}, {"bufs", std::to_string(q.bufs)}};
-    c.run = [s, q](sys::core_state& nc) {
-      host_tensors shapes(false);
-      kernels::matmul(nc, make_problem(s, shapes), q);
-    };
-    candidates.push_back(std::move(c));
+    add_unique(candidates, {{{"variant", to_string(q.variant)}, {"tile_n", std::to_string(q.tile_n)},
+                             {"block_m", std::to_string(q.block_m)}, {"block_n", std::to_string(q.block_n)},
+                             {"block_k", std::to_string(q.block_k)}, {"bufs", std::to_string(q.bufs)}},
+                            [s, q](sys::core_state& nc) {
+                              host_tensors shapes(false);
+                              kernels::matmul(nc, make_problem(s, shapes), q);
+                            }});
   };
   for (kernels::matmul_variant v : variants)
     for (std::size_t tn : tile_ns)
