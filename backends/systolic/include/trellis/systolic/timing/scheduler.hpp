@@ -150,8 +150,22 @@ class scheduler {
     const std::size_t n = r.operands.size();
     if (accesses_.size() < n) accesses_.resize(n);
     access* where = accesses_.data();
+    for (std::size_t i = 0; i < n; ++i) where[i].f = footprint::of(r.operands[i]);
+    // A read of exactly what an earlier operand of the same instruction writes (an accumulating matmul's
+    // PSUM tile) changes no time: its constraint is never later than the write's (which sees every entry
+    // the read sees, with times at least as late) and comes after it, so it names no cause; and its entry
+    // would never be later than the write's entry (same stream, end_ns <= done_ns), which outlives it.
+    // Only its `serial` flag can matter, on Vector/Scalar engines. (A read listed before the write could
+    // name the cause of a tie: it is tracked as usual.)
+    const bool serial_matters = r.unit == engine::vector || r.unit == engine::scalar;
     for (std::size_t i = 0; i < n; ++i) {
-      where[i].f = footprint::of(r.operands[i]);
+      where[i].redundant = false;
+      if (r.operands[i].written) continue;
+      for (std::size_t j = 0; j < i; ++j)
+        if (r.operands[j].written && where[j].f.same_as(where[i].f)) where[i].redundant = true;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (where[i].redundant && !serial_matters) continue;
       tracker_.locate(where[i].f, where[i].at);
       const constraint d = tracker_.ready(where[i].f, where[i].at, r.operands[i].written, t.stream, previous, where[i].seen);
       c.raise(d.time_ns, d.cause);
@@ -206,6 +220,7 @@ class scheduler {
     // other streams at done_ns and to the same (in-order, pipelined) stream at end_ns.
     const bool dma = r.unit == engine::dma;
     for (std::size_t i = 0; i < n; ++i) {
+      if (where[i].redundant) continue;
       const bool w = r.operands[i].written;
       const double other = w ? t.done_ns : t.end_ns;
       const double same = dma ? other : t.end_ns;
@@ -299,6 +314,7 @@ class scheduler {
     footprint f;
     access_tracker::location at;
     access_tracker::candidate_set seen;
+    bool redundant = false;  ///< a read of a footprint the instruction also writes (see schedule())
   };
 
   const machine_spec* spec_;
