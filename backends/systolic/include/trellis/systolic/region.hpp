@@ -152,7 +152,7 @@ struct region {
     if ((free_rank > 1 && (col0 != 0 || ncols != cols || step != 1)) || row0 + nrows > rows || nrows == 0 || step == 0 ||
         ncols == 0 || col0 + (ncols - 1) * step >= cols) [[unlikely]]
       sub_failure(row0, nrows, col0, ncols, step);
-    region a = *this;
+    region a = copy_fields();
     a.rows = nrows;
     a.cols = ncols;
     a.col_stride_bytes = col_stride_bytes * static_cast<std::ptrdiff_t>(step);
@@ -163,6 +163,31 @@ struct region {
       a.byte_offset += col0 * static_cast<std::size_t>(col_stride_bytes);
     } else {
       a.address = static_cast<std::uintptr_t>(static_cast<std::ptrdiff_t>(address) + shift);
+    }
+    return a;
+  }
+  /// A copy made field by field: a region is usually built field by field just before (tile::view()),
+  /// and copying it whole with wide loads would wait on those stores (store forwarding fails).
+  region copy_fields() const noexcept {
+    region a;
+    a.space = space;
+    a.type = type;
+    a.writable = writable;
+    a.rows = rows;
+    a.cols = cols;
+    a.origin = origin;
+    a.row_stride_bytes = row_stride_bytes;
+    a.col_stride_bytes = col_stride_bytes;
+    a.memory = memory;
+    a.allocation = allocation;
+    a.partition_start = partition_start;
+    a.byte_offset = byte_offset;
+    a.address = address;
+    a.free_rank = free_rank;
+    if (free_rank > 1) {
+      a.inner_extent = inner_extent;
+      a.outer_extent = outer_extent;
+      a.outer_stride_bytes = outer_stride_bytes;
     }
     return a;
   }

@@ -93,24 +93,23 @@ class cell_map {
 
   /// The index of `key`'s cell, or none when the key was never inserted.
   std::uint32_t find(std::uint64_t key) const noexcept {
-    if (keys_.empty()) return none;
+    if (slots_.empty()) return none;
     for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
-      const std::uint32_t c = cells_of_[i];
-      if (c == none || keys_[i] == key) return c;
+      const slot& sl = slots_[i];
+      if (sl.cell == none || sl.key == key) return sl.cell;
     }
   }
 
   /// The index of `key`'s cell, created (empty) on first use.
   std::uint32_t index(std::uint64_t key) {
-    if ((keyed_ + 1) * 4 > keys_.size() * 3) grow();  // load factor ≤ ¾
+    if ((keyed_ + 1) * 4 > slots_.size() * 3) grow();  // load factor ≤ ¾
     std::size_t i = slot_of(key);
-    for (; cells_of_[i] != none; i = (i + 1) & mask_)
-      if (keys_[i] == key) return cells_of_[i];
-    keys_[i] = key;
-    cells_of_[i] = std::uint32_t(lists_.size());
+    for (; slots_[i].cell != none; i = (i + 1) & mask_)
+      if (slots_[i].key == key) return slots_[i].cell;
+    slots_[i] = {key, std::uint32_t(lists_.size())};
     lists_.emplace_back();
     ++keyed_;
-    return cells_of_[i];
+    return slots_[i].cell;
   }
 
   /// Adds n cells that have no key (their owner knows their indices); returns the first index.
@@ -138,25 +137,26 @@ class cell_map {
   }
 
   void grow() {
-    const std::size_t capacity = keys_.empty() ? 1024 : keys_.size() * 2;
-    std::vector<std::uint64_t> old_keys(capacity);
-    std::vector<std::uint32_t> old_cells(capacity, none);
-    old_keys.swap(keys_);
-    old_cells.swap(cells_of_);
+    const std::size_t capacity = slots_.empty() ? 1024 : slots_.size() * 2;
+    std::vector<slot> old(capacity);
+    old.swap(slots_);
     mask_ = capacity - 1;
     shift_ = 64;
     for (std::size_t c = capacity; c > 1; c >>= 1) --shift_;
-    for (std::size_t j = 0; j < old_keys.size(); ++j) {
-      if (old_cells[j] == none) continue;
-      std::size_t i = slot_of(old_keys[j]);
-      while (cells_of_[i] != none) i = (i + 1) & mask_;
-      keys_[i] = old_keys[j];
-      cells_of_[i] = old_cells[j];
+    for (const slot& sl : old) {
+      if (sl.cell == none) continue;
+      std::size_t i = slot_of(sl.key);
+      while (slots_[i].cell != none) i = (i + 1) & mask_;
+      slots_[i] = sl;
     }
   }
 
-  std::vector<std::uint64_t> keys_;
-  std::vector<std::uint32_t> cells_of_;  ///< index into lists_, or none for an empty slot
+  /// A key and its cell (index into lists_), together: a look-up touches one cache line.
+  struct slot {
+    std::uint64_t key = 0;
+    std::uint32_t cell = none;
+  };
+  std::vector<slot> slots_;
   std::vector<list> lists_;
   std::size_t keyed_ = 0;  ///< lists with a key
   std::size_t mask_ = 0;
