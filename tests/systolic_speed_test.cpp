@@ -63,8 +63,10 @@ struct golden_run {
 template <class M>
 std::pair<std::size_t, std::uint64_t> run_tiled(const golden_run& g, bool throttling = false) {
   core<M> nc{{.functional = false, .timing = {.tensor_throttling = throttling}}};
-  kernels::matmul_tiled(nc, hbm<const bf16>::shape_only({g.k, g.m}), hbm<const bf16>::shape_only({g.k, g.n}),
-                        hbm<float>::shape_only({g.m, g.n}), g.bufs);
+  kernels::matmul(nc,
+                  {.a = hbm<const bf16>::shape_only({g.k, g.m}), .b = hbm<const bf16>::shape_only({g.k, g.n}),
+                   .c = hbm<float>::shape_only({g.m, g.n})},
+                  {.variant = kernels::matmul_variant::tiled, .bufs = g.bufs});
   return {nc.records().size(), timeline_hash(nc)};
 }
 
@@ -369,8 +371,10 @@ TEST(SystolicSpeed, ReportSumsTheSpansItNoLongerReads) {
   // report() takes each DMA engine's packets and busy time from the scheduler's running sums; they must
   // be the sums over spans() (replayed), in the same order.
   core<trn2> nc{{.functional = false}};
-  kernels::matmul_tiled(nc, hbm<const bf16>::shape_only({1000, 300}), hbm<const bf16>::shape_only({1000, 700}),
-                        hbm<float>::shape_only({300, 700}), 2);
+  kernels::matmul(nc,
+                  {.a = hbm<const bf16>::shape_only({1000, 300}), .b = hbm<const bf16>::shape_only({1000, 700}),
+                   .c = hbm<float>::shape_only({300, 700})},
+                  {.variant = kernels::matmul_variant::tiled, .bufs = 2});
   const timing::report r = nc.report();
   std::vector<double> busy(nc.spec().dma.engines, 0.0);
   std::vector<std::size_t> packets(nc.spec().dma.engines, 0);

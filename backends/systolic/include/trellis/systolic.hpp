@@ -5,7 +5,6 @@
 #include "trellis/systolic/core.hpp"
 #include "trellis/systolic/isa.hpp"
 #include "trellis/systolic/kernels/matmul.hpp"
-#include "trellis/systolic/kernels/matmul_tiled.hpp"
 #include "trellis/systolic/machine.hpp"
 #include "trellis/systolic/matmul.hpp"
 #include "trellis/systolic/memory.hpp"
