@@ -134,6 +134,36 @@ TEST(SystolicMatmul, EveryVariantOnRaggedShapesAndLayouts) {
   }
 }
 
+TEST(SystolicMatmul, MixedFp8Formats) {
+  // e4m3 weights against e5m2 activations (the ISA lets the two fp8 formats mix): small integers are
+  // exact in both, so the product is exact.
+  const std::size_t m = 130, k = 200, n = 300;
+  const std::vector<float> a = small_integers(m * k, 3), b = small_integers(k * n, 4);  // a [M, K], b [K, N]
+  std::vector<f8e5m2> lhsT(k * m);
+  std::vector<f8e4m3> rhs(k * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t p = 0; p < k; ++p) lhsT[p * m + i] = f8e5m2(a[i * k + p]);
+  for (std::size_t i = 0; i < k * n; ++i) rhs[i] = f8e4m3(b[i]);
+  std::vector<float> c(m * n);
+  core<trn2> nc;
+  kernels::matmul(nc, {.a = hbm<const f8e5m2>{{lhsT.data(), {k, m}}}, .b = hbm<const f8e4m3>{{rhs.data(), {k, n}}},
+                       .c = hbm<float>{{c.data(), {m, n}}}});
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (std::size_t p = 0; p < k; ++p) want += double(a[i * k + p]) * b[p * n + j];
+      bad += c[i * n + j] != float(want);
+    }
+  EXPECT_EQ(bad, 0u);
+  EXPECT_NE(error_of([] {
+              core<trn2> nc2{{.functional = false}};
+              kernels::matmul(nc2, {.a = hbm<const bf16>::shape_only({64, 64}), .b = hbm<const f8e4m3>::shape_only({64, 64}),
+                                    .c = hbm<float>::shape_only({64, 64})});
+            }).find("only the two fp8 formats may mix"),
+            std::string::npos);
+}
+
 TEST(SystolicMatmul, Fp8InputsAtTwiceTheBf16RateOnTrn2) {
   using kernels::operand_layout;
   const kernels::matmul_policy policy{.variant = kernels::matmul_variant::default_};

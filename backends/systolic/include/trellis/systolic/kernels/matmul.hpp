@@ -34,6 +34,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "trellis/core/error.hpp"
 #include "trellis/systolic/core.hpp"
@@ -194,8 +195,9 @@ inline matmul_policy resolve_matmul_policy(const matmul_policy& requested, const
 
 namespace detail {
 
-/// One run of one variant; T is the input dtype's storage type, TC the output's.
-template <class T, class TC>
+/// One run of one variant; TA and TB are the inputs' storage types (the same, or two fp8 formats), TC the
+/// output's.
+template <class TA, class TB, class TC>
 class matmul_run {
  public:
   matmul_run(core_state& nc, const matmul_problem& p, const matmul_policy& q)
@@ -212,13 +214,11 @@ class matmul_run {
   }
 
  private:
-  using tile_in = T;
-
   void tiled() {
     using namespace isa;
     const std::size_t tm = q_.tile_m, tk = q_.tile_k, tn = q_.tile_n;
-    auto a_pool = nc_.sbuf.template pool<T>({tk, tm}, q_.bufs);  // [K, M] stationary tiles
-    auto b_pool = nc_.sbuf.template pool<T>({tk, tn}, q_.bufs);  // [K, N] moving tiles
+    auto a_pool = nc_.sbuf.template pool<TA>({tk, tm}, q_.bufs);  // [K, M] stationary tiles
+    auto b_pool = nc_.sbuf.template pool<TB>({tk, tn}, q_.bufs);  // [K, N] moving tiles
     result_writer<TC> out(nc_, p_.c, p_.epilogue, tm, tn, 0);
     for (std::size_t m = 0; m < m_; m += tm)
       for (std::size_t n = 0; n < n_; n += tn) {
@@ -240,17 +240,17 @@ class matmul_run {
   void hoisted() {
     using namespace isa;
     const std::size_t tm = q_.tile_m, tk = q_.tile_k, tn = q_.tile_n, k_tiles = ceil_div(k_, tk);
-    auto a_pool = nc_.sbuf.template pool<T>({tk, k_tiles * tm}, q_.bufs);  // a column of lhsT: k_tiles × [K, M]
-    auto b_pool = nc_.sbuf.template pool<T>({tk, k_tiles * tn}, q_.bufs);  // an rhs strip: k_tiles × [K, N]
+    auto a_pool = nc_.sbuf.template pool<TA>({tk, k_tiles * tm}, q_.bufs);  // a column of lhsT: k_tiles × [K, M]
+    auto b_pool = nc_.sbuf.template pool<TB>({tk, k_tiles * tn}, q_.bufs);  // an rhs strip: k_tiles × [K, N]
     result_writer<TC> out(nc_, p_.c, p_.epilogue, tm, tn, 0);
     for (std::size_t m = 0; m < m_; m += tm) {
       const std::size_t mt = std::min(tm, m_ - m);
-      const tile<T>& column = a_pool.next();
+      const tile<TA>& column = a_pool.next();
       for (std::size_t i = 0; i < k_tiles; ++i) a_.load(column.sub(0, kt(i), i * tm, mt), i * tk, m, kt(i), mt);
       for (std::size_t n = 0; n < n_; n += tn) {
         const std::size_t nt = std::min(tn, n_ - n);
         out.prepare_bias(n, nt, tm);
-        const tile<T>& strip = b_pool.next();
+        const tile<TB>& strip = b_pool.next();
         for (std::size_t i = 0; i < k_tiles; ++i) b_.load(strip.sub(0, kt(i), i * tn, nt), i * tk, n, kt(i), nt);
         auto acc = nc_.psum.template tile<float>(mt, nt);  // [mt, nt]
         for (std::size_t i = 0; i < k_tiles; ++i)
@@ -264,16 +264,16 @@ class matmul_run {
     using namespace isa;
     const std::size_t tm = q_.tile_m, tk = q_.tile_k, tn = q_.tile_n, k_tiles = ceil_div(k_, tk);
     const std::size_t bm = q_.block_m * tm, bn = q_.block_n * tn;               // block extents
-    auto a_pool = nc_.sbuf.template pool<T>({tk, k_tiles * bm}, q_.bufs);  // k_tiles × [K, block M]
-    auto b_pool = nc_.sbuf.template pool<T>({tk, k_tiles * bn}, q_.bufs);  // k_tiles × [K, block N]
+    auto a_pool = nc_.sbuf.template pool<TA>({tk, k_tiles * bm}, q_.bufs);  // k_tiles × [K, block M]
+    auto b_pool = nc_.sbuf.template pool<TB>({tk, k_tiles * bn}, q_.bufs);  // k_tiles × [K, block N]
     result_writer<TC> out(nc_, p_.c, p_.epilogue, tm, tn, 0);
     for (std::size_t m0 = 0; m0 < m_; m0 += bm) {
       const std::size_t mw = std::min(bm, m_ - m0);
-      const tile<T>& a_block = a_pool.next();
+      const tile<TA>& a_block = a_pool.next();
       for (std::size_t i = 0; i < k_tiles; ++i) a_.load(a_block.sub(0, kt(i), i * bm, mw), i * tk, m0, kt(i), mw);
       for (std::size_t n0 = 0; n0 < n_; n0 += bn) {
         const std::size_t nw = std::min(bn, n_ - n0);
-        const tile<T>& b_block = b_pool.next();
+        const tile<TB>& b_block = b_pool.next();
         for (std::size_t i = 0; i < k_tiles; ++i) b_.load(b_block.sub(0, kt(i), i * bn, nw), i * tk, n0, kt(i), nw);
         for (std::size_t m = 0; m < mw; m += tm)
           for (std::size_t n = 0; n < nw; n += tn) {
@@ -296,8 +296,8 @@ class matmul_run {
     const std::size_t bm = q_.block_m * tm, bn = q_.block_n * tn, bk = q_.block_k * tk;  // block extents
     const bool one_k_block = bk >= k_;
     const bool fuse = tuned && one_k_block;  // the epilogue straight from PSUM: no partial sums
-    auto a_pool = nc_.sbuf.template pool<T>({tk, q_.block_k * bm}, q_.bufs);  // block_k × [K, block M]
-    auto b_pool = nc_.sbuf.template pool<T>({tk, q_.block_k * bn}, q_.bufs);  // block_k × [K, block N]
+    auto a_pool = nc_.sbuf.template pool<TA>({tk, q_.block_k * bm}, q_.bufs);  // block_k × [K, block M]
+    auto b_pool = nc_.sbuf.template pool<TB>({tk, q_.block_k * bn}, q_.bufs);  // block_k × [K, block N]
     std::optional<pool<float>> partial;  // block_m × [M tile, block N] fp32 partial sums, side by side
     if (!fuse) partial.emplace(nc_.sbuf.template pool<float>({tm, q_.block_m * bn}, tuned ? 2 : 1));
     std::optional<pool<float>> accumulators;  // tuned: PSUM groups in rotation
@@ -315,8 +315,8 @@ class matmul_run {
         if (sums && !tuned) memset(nc_, *sums, 0.0f);
         for (std::size_t k0 = 0; k0 < k_; k0 += bk) {
           const std::size_t kw = std::min(bk, k_ - k0), k_count = ceil_div(kw, tk);
-          const tile<T>& a_block = a_pool.next();
-          const tile<T>& b_block = b_pool.next();
+          const tile<TA>& a_block = a_pool.next();
+          const tile<TB>& b_block = b_pool.next();
           for (std::size_t i = 0; i < k_count; ++i) {
             const std::size_t kt = std::min(tk, kw - i * tk);
             a_.load(a_block.sub(0, kt, i * bm, mw), k0 + i * tk, m0, kt, mw);
@@ -357,13 +357,24 @@ class matmul_run {
   const matmul_problem& p_;
   matmul_policy q_;
   std::size_t m_, k_, n_;
-  operand_loader<T> a_, b_;
+  operand_loader<TA> a_;
+  operand_loader<TB> b_;
 };
 
-template <class T>
+template <class TA, class TB>
+void run_with_inputs(core_state& nc, const matmul_problem& p, const matmul_policy& q) {
+  if (p.c.type == dtype::bf16) return matmul_run<TA, TB, bf16>(nc, p, q).run();
+  return matmul_run<TA, TB, float>(nc, p, q).run();
+}
+
+template <class TA>
 void run_with_input(core_state& nc, const matmul_problem& p, const matmul_policy& q) {
-  if (p.c.type == dtype::bf16) return matmul_run<T, bf16>(nc, p, q).run();
-  return matmul_run<T, float>(nc, p, q).run();
+  if constexpr (std::is_same_v<TA, f8e4m3> || std::is_same_v<TA, f8e5m2>) {  // the fp8 formats may mix
+    if (p.b.type == dtype::f8e4m3) return run_with_inputs<TA, f8e4m3>(nc, p, q);
+    return run_with_inputs<TA, f8e5m2>(nc, p, q);
+  } else {
+    return run_with_inputs<TA, TA>(nc, p, q);
+  }
 }
 
 }  // namespace detail
