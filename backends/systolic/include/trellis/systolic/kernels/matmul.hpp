@@ -154,8 +154,12 @@ inline matmul_policy resolve_matmul_policy(const matmul_policy& requested, const
                     k_tiles = ceil_div(p.k(), q.tile_k);
   const auto or_default = [](std::size_t v, std::size_t d) { return v != 0 ? v : d; };
   switch (q.variant) {
-    case matmul_variant::tiled:
-    case matmul_variant::hoisted: q.bufs = or_default(q.bufs, 2); break;
+    case matmul_variant::tiled: q.bufs = or_default(q.bufs, 2); break;
+    case matmul_variant::hoisted:  // blocked_free with one-tile "blocks": a column of lhsT, a strip of rhs
+      q.block_m = 1;
+      q.block_n = 1;
+      q.bufs = or_default(q.bufs, 2);
+      break;
     case matmul_variant::blocked_free:
       q.block_m = or_default(q.block_m, 2);
       q.block_n = or_default(q.block_n, 2);
@@ -206,7 +210,7 @@ class matmul_run {
   void run() {
     switch (q_.variant) {
       case matmul_variant::tiled: return tiled();
-      case matmul_variant::hoisted: return hoisted();
+      case matmul_variant::hoisted:  // blocked_free with 1 × 1 tile blocks (resolve_matmul_policy)
       case matmul_variant::blocked_free: return blocked_free();
       case matmul_variant::blocked: return blocked(false);
       case matmul_variant::default_: return blocked(true);
@@ -237,29 +241,7 @@ class matmul_run {
       }
   }
 
-  void hoisted() {
-    using namespace isa;
-    const std::size_t tm = q_.tile_m, tk = q_.tile_k, tn = q_.tile_n, k_tiles = ceil_div(k_, tk);
-    auto a_pool = nc_.sbuf.template pool<TA>({tk, k_tiles * tm}, q_.bufs);  // a column of lhsT: k_tiles × [K, M]
-    auto b_pool = nc_.sbuf.template pool<TB>({tk, k_tiles * tn}, q_.bufs);  // an rhs strip: k_tiles × [K, N]
-    result_writer<TC> out(nc_, p_.c, p_.epilogue, tm, tn, 0);
-    for (std::size_t m = 0; m < m_; m += tm) {
-      const std::size_t mt = std::min(tm, m_ - m);
-      const tile<TA>& column = a_pool.next();
-      for (std::size_t i = 0; i < k_tiles; ++i) a_.load(column.sub(0, kt(i), i * tm, mt), i * tk, m, kt(i), mt);
-      for (std::size_t n = 0; n < n_; n += tn) {
-        const std::size_t nt = std::min(tn, n_ - n);
-        out.prepare_bias(n, nt, tm);
-        const tile<TB>& strip = b_pool.next();
-        for (std::size_t i = 0; i < k_tiles; ++i) b_.load(strip.sub(0, kt(i), i * tn, nt), i * tk, n, kt(i), nt);
-        auto acc = nc_.psum.template tile<float>(mt, nt);  // [mt, nt]
-        for (std::size_t i = 0; i < k_tiles; ++i)
-          nc_matmul(nc_, acc, column.sub(0, kt(i), i * tm, mt), strip.sub(0, kt(i), i * tn, nt), {.accumulate = i > 0});
-        out.write(acc, m, n);
-      }
-    }
-  }
-
+  /// Steps 2 (hoisted: 1 × 1 tile blocks — a column of lhsT per m, an rhs strip per (m, n)) and 3.
   void blocked_free() {
     using namespace isa;
     const std::size_t tm = q_.tile_m, tk = q_.tile_k, tn = q_.tile_n, k_tiles = ceil_div(k_, tk);
