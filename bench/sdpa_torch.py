@@ -4,7 +4,9 @@
 Prints one row per shape and thread count with GFLOP/s computed as attention_bench does
 (4·Sq·Skv·D·H, halved for causal), so the two tables can be read side by side from one driver run
 (bench/run_attention.sh). Exits 0 with a message when torch is not installed.
+Usage: sdpa_torch.py [regex]: only the rows whose name matches (re.search), like --benchmark_filter.
 """
+import re
 import sys
 import time
 
@@ -37,10 +39,18 @@ def run(hkv, s, d, causal, threads, min_time=0.3):
     return dt / n, flops / (dt / n) / 1e9
 
 
-print(f"torch {torch.__version__}")
-print(f"{'benchmark':<62} {'time_ms':>10} {'GFLOPS':>9}")
-for hkv, s, d, causal in SHAPES:
-    for threads in (1, 2):
-        sec, gf = run(hkv, s, d, causal, threads)
-        name = f"prefill/torch_sdpa/H32_Hkv{hkv}_S{s}_D{d}_{'causal' if causal else 'full'}/threads:{threads}"
-        print(f"{name:<62} {sec * 1e3:>10.2f} {gf:>9.1f}")
+def main():
+    pattern = re.compile(sys.argv[1] if len(sys.argv) > 1 else "")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
+    print(f"{'benchmark':<62} {'time_ms':>10} {'GFLOPS':>9}")
+    for hkv, s, d, causal in SHAPES:
+        for threads in (1, 2):
+            name = f"prefill/torch_sdpa/H32_Hkv{hkv}_S{s}_D{d}_{'causal' if causal else 'full'}/threads:{threads}"
+            if not pattern.search(name):
+                continue
+            sec, gf = run(hkv, s, d, causal, threads)
+            print(f"{name:<62} {sec * 1e3:>10.2f} {gf:>9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
