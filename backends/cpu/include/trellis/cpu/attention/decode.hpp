@@ -83,7 +83,9 @@ void decode_dots(const float* q, std::size_t dp, const T* k, std::size_t ks, std
       pin_register(y1);
 #pragma GCC unroll 4
       for (std::size_t g = 0; g < G; ++g) {
-        const vec qg = S::load(q + g * dp + d), rg = S::load(q + g * dp + d + L);
+        vec qg = S::load(q + g * dp + d), rg = S::load(q + g * dp + d + L);
+        pin_register(qg);  // one load of q for both keys, not one folded into each FMA
+        pin_register(rg);
         a0[g] = S::fma(qg, x0, a0[g]);
         a1[g] = S::fma(qg, x1, a1[g]);
         a0[g] = S::fma(rg, y0, a0[g]);
