@@ -102,7 +102,13 @@ struct simd<xsimd_provider> {
     return xsimd::fma(a, b, c);
 #endif
   }
-  static vec exp(vec x) { return xsimd::exp(x); }
+  static vec exp(vec x) {
+#if defined(__AVX512F__)
+    return vec(avx512_exp(x));  // the shared AVX-512 form (simd_provider.hpp)
+#else
+    return xsimd::exp(x);
+#endif
+  }
   static vec select_negative(vec a, vec if_negative, vec otherwise) {
     return xsimd::select(a < vec(0.0f), if_negative, otherwise);
   }
