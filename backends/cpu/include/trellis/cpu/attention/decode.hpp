@@ -213,20 +213,14 @@ void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<cons
     float* pr = s + r * ld;
     const std::size_t c0 = std::clamp(t.keys[r].first, mine.first, mine.last) - mine.first;
     const std::size_t c1 = std::clamp(t.keys[r].last, mine.first, mine.last) - mine.first;
-    float m = -std::numeric_limits<float>::infinity();
-    if (c0 < c1) {
-      if (!mask) m = scale_and_mask<S, float>(pr, c0, c1, scale, nullptr);
-      else if (mask.type() == dtype::f32)
-        m = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const float*>(mask.data()) + t.mask_row[r] + mine.first);
-      else
-        m = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const bf16*>(mask.data()) + t.mask_row[r] + mine.first);
-    }
-    if (m == -std::numeric_limits<float>::infinity()) {  // nothing finite: P = 0, state stays empty
+    row_logits x{-std::numeric_limits<float>::infinity(), 1.0f};
+    if (c0 < c1) x = logits_of<S>(pr, c0, c1, scale, mask, t.mask_row[r] + mine.first);
+    if (x.max == -std::numeric_limits<float>::infinity()) {  // nothing finite: P = 0, state stays empty
       std::fill(pr, pr + n, 0.0f);
       continue;
     }
-    t.m[r] = m;
-    t.l[r] = exponentiate<S>(pr, c0, c1, n, m);
+    t.m[r] = x.max;
+    t.l[r] = exponentiate<S>(pr, c0, c1, n, x.pending_scale, x.max);
     any = true;
   }
   if (!any) return;  // V is not read at all

@@ -99,22 +99,54 @@ float scale_and_mask(float* s, std::size_t c0, std::size_t c1, float scale, cons
   return best;
 }
 
-/// P = e^(x − m) on [c0, c1), 0 elsewhere in [0, kb); returns Σ P.
+/// The largest raw score on columns [c0, c1) of one score row.
 template <class S>
-float exponentiate(float* p, std::size_t c0, std::size_t c1, std::size_t kb, float m) {
+float row_max(const float* s, std::size_t c0, std::size_t c1) {
   using vec = typename S::vec;
   constexpr std::size_t L = S::lanes;
-  const vec shift = S::set(m);
+  vec vmax = S::set(-std::numeric_limits<float>::infinity());
+  std::size_t j = c0;
+  for (; j + L <= c1; j += L) vmax = S::max(vmax, S::load(s + j));
+  float best = S::reduce_max(vmax);
+  for (; j < c1; ++j) best = std::max(best, s[j]);
+  return best;
+}
+
+/// The logits x = scale·s (+ mask) of columns [c0, c1) of one raw score row: their largest value, and the
+/// factor exponentiate must still apply to the row. Without a mask and with scale > 0 the row stays raw
+/// (max x = scale · max s, and scale·s is formed inside exponentiate's FMA: one pass over the row less);
+/// otherwise x is written in place and the factor is 1.
+struct row_logits {
+  float max;
+  float pending_scale;
+};
+
+template <class S>
+row_logits logits_of(float* s, std::size_t c0, std::size_t c1, float scale, const any_view& mask,
+                     std::size_t mask_offset) {
+  if (!mask && scale > 0.0f) return {scale * row_max<S>(s, c0, c1), scale};
+  if (!mask) return {scale_and_mask<S, float>(s, c0, c1, scale, nullptr), 1.0f};
+  if (mask.type() == dtype::f32)
+    return {scale_and_mask<S>(s, c0, c1, scale, static_cast<const float*>(mask.data()) + mask_offset), 1.0f};
+  return {scale_and_mask<S>(s, c0, c1, scale, static_cast<const bf16*>(mask.data()) + mask_offset), 1.0f};
+}
+
+/// P = e^(a·s − m) on [c0, c1) (a = the logits' pending scale), 0 elsewhere in [0, kb); returns Σ P.
+template <class S>
+float exponentiate(float* p, std::size_t c0, std::size_t c1, std::size_t kb, float a, float m) {
+  using vec = typename S::vec;
+  constexpr std::size_t L = S::lanes;
+  const vec va = S::set(a), neg_m = S::set(-m);
   vec sum = S::zero();
   std::size_t j = c0;
   for (; j + L <= c1; j += L) {
-    const vec e = S::exp(S::sub(S::load(p + j), shift));
+    const vec e = S::exp(S::fma(S::load(p + j), va, neg_m));
     S::store(p + j, e);
     sum = S::add(sum, e);
   }
   if (j < c1) {
     const std::size_t n = c1 - j;
-    S::store_n(p + j, S::exp(S::sub(S::load_n(p + j, n), shift)), n);
+    S::store_n(p + j, S::exp(S::fma(S::load_n(p + j, n), va, neg_m)), n);
     sum = S::add(sum, S::load_n(p + j, n));  // reload: the lanes past n are 0, not e^(0 − m)
   }
   std::fill(p, p + c0, 0.0f);
@@ -157,21 +189,15 @@ void attend_prepared_block(attention_rows& t, const attention_workspace& ws, con
     float* pr = s + r * KB;
     const std::size_t c0 = std::clamp(t.keys[r].first, j0, j0 + kb) - j0;
     const std::size_t c1 = std::clamp(t.keys[r].last, j0, j0 + kb) - j0;
-    float block_max = -std::numeric_limits<float>::infinity();
-    if (c0 < c1) {
-      if (!mask) block_max = scale_and_mask<S, float>(pr, c0, c1, scale, nullptr);
-      else if (mask.type() == dtype::f32)
-        block_max = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const float*>(mask.data()) + t.mask_row[r] + j0);
-      else
-        block_max = scale_and_mask<S>(pr, c0, c1, scale, static_cast<const bf16*>(mask.data()) + t.mask_row[r] + j0);
-    }
-    const float m_new = std::max(t.m[r], block_max);
+    row_logits x{-std::numeric_limits<float>::infinity(), 1.0f};
+    if (c0 < c1) x = logits_of<S>(pr, c0, c1, scale, mask, t.mask_row[r] + j0);
+    const float m_new = std::max(t.m[r], x.max);
     if (m_new == -std::numeric_limits<float>::infinity()) {  // nothing finite seen yet: P = 0, state unchanged
       std::fill(pr, pr + kb, 0.0f);
       continue;
     }
     const float correction = std::exp(t.m[r] - m_new);  // e^(−inf) = 0 on the first finite block
-    t.l[r] = t.l[r] * correction + exponentiate<S>(pr, c0, c1, kb, m_new);
+    t.l[r] = t.l[r] * correction + exponentiate<S>(pr, c0, c1, kb, x.pending_scale, m_new);
     t.m[r] = m_new;
     if (correction != 1.0f) {
       float* acc = t.acc + r * dp;
