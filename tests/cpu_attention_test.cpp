@@ -308,6 +308,20 @@ CPU_TEST(Attention, ExplicitScale) {
   }
 }
 
+CPU_TEST(Attention, PrefillAcrossKeyBlocks) {
+  // Prefill tiles over several online-softmax key blocks (kb = 512) with a ragged last block, with and
+  // without causal masking (blocks straddling the diagonal), GQA sharing one readied block across tiles.
+  const auto kb = trellis::cpu_detail::attention_blocking::kb;
+  int c = 0;
+  for (std::size_t skv : {kb + 1, 2 * kb + 77})
+    for (bool causal : {false, true}) {
+      att_params p{.heads = 4, .kv_heads = 2, .sq = 61, .skv = skv, .dim = c % 2 ? 128u : 65u, .causal = causal};
+      ++c;
+      if (!check_attention<Target, float, float>(p, 60u + unsigned(c))) return;
+      if (!check_attention<Target, bf16, bf16>(p, 70u + unsigned(c))) return;
+    }
+}
+
 CPU_TEST(Attention, DecodeLongKv) {
   // One or a few query rows against a long KV cache (the split-KV path when there is one).
   for (std::size_t sq : {1, 3})

@@ -154,7 +154,8 @@ CPU_TEST(CpuGemmPaths, ConcurrentCallersFromUserThreads) {
   }
 }
 
-/// brgemm_tile: C += Σ_i A_i·B_i over row-major or packed B, every row and column tail.
+/// brgemm_tile: C (+)= Σ_i A_i·B_i over row-major or packed B, every row and column tail; C's old values
+/// are ignored with overwrite (they are NaN there, so any read of them would show).
 CPU_TEST(CpuGemmPaths, BrgemmTileExact) {
   using S = trellis::cpu_detail::simd<typename Target::provider>;
   constexpr std::size_t NR = trellis::cpu_detail::gemm_tile<S>::nr;
@@ -162,13 +163,20 @@ CPU_TEST(CpuGemmPaths, BrgemmTileExact) {
     for (std::size_t n : {std::size_t{1}, std::size_t{17}, NR, NR + 1, 2 * NR + 2})
       for (std::size_t k : {1, 9, 40})
         for (std::size_t batch : {1, 3})
-          for (bool packed : {false, true}) {
-            SCOPED_TRACE(testing::Message() << "m=" << m << " n=" << n << " k=" << k << " batch=" << batch << " packed=" << packed);
+          for (bool packed : {false, true})
+          for (bool overwrite : {false, true}) {
+            SCOPED_TRACE(testing::Message() << "m=" << m << " n=" << n << " k=" << k << " batch=" << batch
+                                            << " packed=" << packed << " overwrite=" << overwrite);
             const std::size_t lda = k + 3, ldb = n + 5, ldc = n + 2;
             std::vector<float> a(batch * m * lda), b(batch * k * ldb), c(m * ldc), ref(m * ldc);
             for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(int(i * 7 % 11) - 5);
             for (std::size_t i = 0; i < b.size(); ++i) b[i] = float(int(i * 5 % 9) - 4);
             for (std::size_t i = 0; i < c.size(); ++i) c[i] = ref[i] = float(int(i % 7) - 3);
+            for (std::size_t i = 0; i < m && overwrite; ++i)
+              for (std::size_t j = 0; j < n; ++j) {
+                c[i * ldc + j] = std::nanf("");
+                ref[i * ldc + j] = 0.0f;
+              }
             for (std::size_t i = 0; i < m; ++i)
               for (std::size_t j = 0; j < n; ++j) {
                 double s = ref[i * ldc + j];
@@ -193,7 +201,7 @@ CPU_TEST(CpuGemmPaths, BrgemmTileExact) {
               b_ptrs.push_back(panels.back().data());
             }
             trellis::cpu_detail::brgemm_tile<S>(batch, a_ptrs.data(), lda, {b_ptrs.data(), ldb, packed}, m, n, k,
-                                                c.data(), ldc);
+                                                c.data(), ldc, overwrite);
             EXPECT_EQ(c, ref);  // includes the padding columns between rows: untouched
           }
 }

@@ -31,7 +31,10 @@ TRELLIS_BEGIN_ISA_NAMESPACE
 namespace cpu_detail {
 
 struct attention_blocking {
-  static constexpr std::size_t kb = 128;        // keys per online-softmax step: two 64-wide micro-panels
+  // Keys per online-softmax step (8 micro-panels of 64): each step loads and stores the brgemm C tiles
+  // (scores, acc) once, so a longer step amortises them over more keys — 128 → 512 took H32 Hkv8 S2048
+  // D128 (1 thread) from 699 to 675 ms — while a task's Kᵀ, V and scores (≈ 600 KiB at D = 128) stay in L2.
+  static constexpr std::size_t kb = 512;
   static constexpr std::size_t qb = 48;         // prefill query rows per tile: 8 micro-kernel strips of 6
   static constexpr std::size_t rows_max = 64;   // rows of any tile (decode: heads of a group × Sq)
   static constexpr std::size_t chunk = 512;     // split-KV decode chunk: fixed, so results ignore threads
@@ -181,9 +184,8 @@ void attend_prepared_block(attention_rows& t, const attention_workspace& ws, con
   constexpr std::size_t KB = attention_blocking::kb;
   const std::size_t dim = t.dim, dp = t.dim_pad, rows = t.count;
   float* s = ws.scores;  // [rows, KB]
-  for (std::size_t r = 0; r < rows; ++r) std::fill(s + r * KB, s + r * KB + kb, 0.0f);
   const float* a_q = t.q;
-  brgemm_tile<S>(1, &a_q, dp, brgemm_b{&ws.kt, 0, true}, rows, kb, dim, s, KB);
+  brgemm_tile<S>(1, &a_q, dp, brgemm_b{&ws.kt, 0, true}, rows, kb, dim, s, KB, /*overwrite=*/true);
 
   for (std::size_t r = 0; r < rows; ++r) {
     float* pr = s + r * KB;

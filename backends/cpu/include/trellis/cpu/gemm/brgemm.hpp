@@ -4,6 +4,8 @@
 //
 //   C[m, n] += Σ_{i < batch} A_i[m, k] · B_i[k, n]        C fp32, row stride ldc
 //
+// or, with `overwrite`, C = Σ … (C's old values are never read: no zero-fill needed before the call).
+//
 // A_i are row-major fp32 (row stride lda), read in place. B_i are either row-major fp32 [k, n] (row
 // stride ldb, read in place) or a packed_b panel set in the pack.hpp layout (`packed` true: B_i
 // points at the micro-panel of column 0 and each micro-panel holds `k` steps). Column tails go
@@ -29,7 +31,7 @@ struct brgemm_b {
 
 template <class S>
 void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, const brgemm_b& b,
-                 std::size_t m, std::size_t n, std::size_t k, float* c, std::size_t ldc) {
+                 std::size_t m, std::size_t n, std::size_t k, float* c, std::size_t ldc, bool overwrite = false) {
   constexpr std::size_t MR = gemm_tile<S>::mr, NR = gemm_tile<S>::nr;
   for (std::size_t jp = 0; jp < n; jp += NR) {
     const std::size_t cols = std::min(NR, n - jp);
@@ -54,7 +56,7 @@ void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, cons
       float* target = c + ip * ldc + jp;
       std::size_t ld = ldc;
       if (!full) {  // accumulate into an NR-wide copy of the tile's rows
-        for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t r = 0; r < rows && !overwrite; ++r) {
           std::memcpy(tail_c + r * NR, target + r * ldc, cols * sizeof(float));
           std::fill(tail_c + r * NR + cols, tail_c + (r + 1) * NR, 0.0f);
         }
@@ -64,7 +66,7 @@ void brgemm_tile(std::size_t batch, const float* const* a, std::size_t lda, cons
       for (std::size_t i = 0; i < batch; ++i) {
         const float* bi = !full ? tail_b + i * k * NR : b.packed ? b.b[i] + jp * k : b.b[i] + jp;
         const std::size_t b_stride = !full || b.packed ? NR : b.ldb;
-        kernel(k, a[i] + ip * lda, lda, 1, bi, b_stride, target, ld, false);
+        kernel(k, a[i] + ip * lda, lda, 1, bi, b_stride, target, ld, overwrite && i == 0);
       }
       if (!full)
         for (std::size_t r = 0; r < rows; ++r)
