@@ -117,7 +117,12 @@ struct norm_blocking {
   /// stores: they cannot stay in the 32 MiB L3 anyway, and streaming saves the read-for-ownership of
   /// every output line (a third DRAM stream). Smaller outputs stay cached for the next op.
   static constexpr std::size_t stream_min_bytes = std::size_t(16) << 20;
-  /// x (and r) are prefetched this many bytes of rows ahead (at least one row) while a row is written.
+  /// With a fused residual, x and r are prefetched this many bytes of rows ahead (at least one row)
+  /// while a row is written: with two input streams the hardware prefetcher falls behind (8192 × 4096,
+  /// 1 thread: 30.3–31.3 ms with, 39–40 without). With x alone it does better by itself: software
+  /// prefetching made plain layernorm slower in 3 of 4 cells (medians of 101 calls, one Zen 4 VM:
+  /// 8192 × 1024, 1 / 2 threads: 3.46 / 1.81 ms with, 2.55 / 1.45 without; 8192 × 4096: 13.6 / 6.2 with,
+  /// 12.3 / 7.6 without), so plain rows are not prefetched.
   static constexpr std::size_t prefetch_bytes = 16 << 10;
   /// A thread joins only for at least this many bytes of x: waking a passively waiting OpenMP thread
   /// costs tens of µs, about what one core takes to normalise 1 MiB from cache (measured with
@@ -174,7 +179,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
     const auto [first, last] = tm.static_range(rows);
     float* buffer = thread_scratch(scratch_slot::row).get(hidden);
     const std::size_t r_size = opts.residual ? size_of(opts.residual.type()) : 0;
-    struct row_lines {  // the bytes of x (and r) of one row, for prefetching
+    struct row_lines {  // the bytes of x and r of one row, for prefetching
       const char* x = nullptr;
       const char* r = nullptr;
     };
@@ -189,7 +194,8 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
       if (p.r) __builtin_prefetch(p.r + j * r_size, 0, 2);
     };
     constexpr std::size_t line = 64 / sizeof(TX);
-    for (std::size_t row = first + 1; row < std::min(last, first + ahead); ++row) {  // fill the pipeline
+    const bool prefetching = bool(opts.residual);  // see norm_blocking::prefetch_bytes
+    for (std::size_t row = first + 1; prefetching && row < std::min(last, first + ahead); ++row) {  // fill the pipeline
       const row_lines p = lines_of(row);
       for (std::size_t j = 0; j < hidden; j += line) prefetch(p, j);
     }
@@ -227,9 +233,9 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
         if (b) out = S::add(out, n == L ? S::load(b + j) : S::load_n(b + j, n));
         return out;
       };
-      // While this row is written from cache, pull row + ahead of x (and r) towards L2: the statistics
-      // passes leave DRAM idle otherwise, and the hardware prefetcher does not run far enough ahead.
-      if (row + ahead < last) {
+      // While this row is written from cache, pull row + ahead of x and r towards L2: the statistics
+      // passes leave DRAM idle otherwise, and with two streams the hardware prefetcher falls behind.
+      if (prefetching && row + ahead < last) {
         const row_lines p = lines_of(row + ahead);
         write_row<S, Stream>(yr, s, hidden, normalized, [&](std::size_t j) {
           if (j % line < L) prefetch(p, j);
