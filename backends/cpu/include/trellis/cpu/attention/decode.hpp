@@ -39,11 +39,14 @@ namespace cpu_detail {
 // turn, and P·V read half rows of 32 keys, then the other halves — defeats the hardware stream
 // prefetcher (an isolated probe of the two-row pattern read DRAM at 14.6 GB/s against 20.3 GB/s for two
 // lines per row at a time on one Zen 4 core), and the kernel then waits on DRAM instead of overlapping it.
+template <class S>
 struct decode_blocking {
   static constexpr std::size_t rows = 4;      // query rows per score register group (4 rows × 2 keys accumulators)
   static constexpr std::size_t pv_keys = 32;  // keys per P·V step: the V block stays in L1 across row groups
   static constexpr std::size_t pv_rows = 2;   // query rows per P·V register group ...
-  static constexpr std::size_t pv_width = 8;  // ... × 8 vectors of D (a whole row at D = 128) = 16 acc
+  // ... × pv_width vectors of D: 2 × 8 = 16 acc and 8 V vectors of the 32 zmm registers (a whole row at
+  // D = 128); 2 × 4 = 8 acc and 4 V of the 16 ymm registers on AVX2, where 8 wide would spill.
+  static constexpr std::size_t pv_width = S::lanes >= 16 ? 8 : 4;
 };
 
 /// Prefetches the bytes of one row (n elements of T) into L2.
@@ -187,7 +190,7 @@ template <class S, class T>
 void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<const T, 4> v, std::size_t b,
                   std::size_t hk, detail::key_range mine, std::size_t ahead_end, float scale, const any_view& mask) {
   using blk = attention_blocking;
-  using dblk = decode_blocking;
+  using dblk = decode_blocking<S>;
   constexpr std::size_t L = S::lanes, ld = blk::chunk;
   static_assert(ld % L == 0, "score rows hold whole vectors");
   const std::size_t n = mine.last - mine.first, rows = t.count, dim = t.dim, dp = t.dim_pad;
