@@ -6,6 +6,10 @@
 
 #include <trellis/cpu.hpp>
 #include <trellis/ops/matmul.hpp>
+#include <trellis/ops/norm.hpp>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "isa_test.hpp"
 
@@ -34,6 +38,18 @@ isa_result probe() {
                     trellis::tensor_view<const trellis::bf16, 2>{a16.data(), {isa_m, isa_k}},
                     trellis::tensor_view<const trellis::bf16, 2>{b16.data(), {isa_k, isa_n}}, c16);
   }
+  // Unaligned rows (hidden = 29 is no multiple of any vector width) whose last element is the last float
+  // before an inaccessible page: a masked tail load that reads a full vector faults here.
+  const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE)), n = isa_norm_rows * isa_norm_hidden;
+  void* mem = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED || mprotect(static_cast<char*>(mem) + page, page, PROT_NONE) != 0) return out;
+  float* x = reinterpret_cast<float*>(static_cast<char*>(mem) + page) - n;
+  for (std::size_t i = 0; i < n; ++i) x[i] = isa_norm_value(i);
+  out.norm.assign(n, -1.0f);
+  trellis::layernorm(trellis::cpu{.threads = 1},
+                     trellis::tensor_view<const float, 2>{x, {isa_norm_rows, isa_norm_hidden}}, trellis::any_view{},
+                     trellis::any_view{}, trellis::tensor_view<float, 2>{out.norm.data(), {isa_norm_rows, isa_norm_hidden}});
+  munmap(mem, 2 * page);
   return out;
 }
 

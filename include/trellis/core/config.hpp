@@ -14,9 +14,15 @@
 #elif defined(__AVX512F__)
 #define TRELLIS_ISA_NAMESPACE isa_avx512
 #define TRELLIS_ISA_NAME "avx512"
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__AES__) && defined(__PCLMUL__)
 #define TRELLIS_ISA_NAMESPACE isa_avx2
 #define TRELLIS_ISA_NAME "avx2"
+#elif defined(__AVX2__) && defined(__FMA__)
+// Highway 1.0.3 picks its AVX2 target only when AES and CLMUL are enabled too (gcc's -march=haswell and
+// -mavx2 -mfma leave them out); otherwise its vectors are 128-bit SSSE3 ones, so the provider's kernels
+// differ from isa_avx2's and must not share their mangled names. Add -maes -mpclmul for 256-bit Highway.
+#define TRELLIS_ISA_NAMESPACE isa_avx2_hwy128
+#define TRELLIS_ISA_NAME "avx2-hwy128"
 #elif defined(__aarch64__)
 #define TRELLIS_ISA_NAMESPACE isa_neon
 #define TRELLIS_ISA_NAME "neon"

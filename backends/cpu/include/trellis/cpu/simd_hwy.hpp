@@ -6,6 +6,7 @@
 #include <hwy/highway.h>
 
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 
 #include "trellis/core/bf16.hpp"
@@ -33,7 +34,15 @@ struct simd<hwy_provider> {
   static void store(float* p, vec v) { hwy::HWY_NAMESPACE::StoreU(v, tag(), p); }
   /// The first n < lanes elements; the other lanes are 0 and their memory is not touched.
   static vec load_n(const float* p, std::size_t n) {
+#if HWY_TARGET > HWY_AVX2
+    // Below AVX2, Highway 1.0.3's MaskedLoad is an aligned full-vector Load: it faults on an unaligned
+    // p and reads past the row. Copy the n elements instead.
+    alignas(64) float part[lanes] = {};
+    std::memcpy(part, p, n * sizeof(float));
+    return hwy::HWY_NAMESPACE::Load(tag(), part);
+#else
     return hwy::HWY_NAMESPACE::MaskedLoad(hwy::HWY_NAMESPACE::FirstN(tag(), n), tag(), p);
+#endif
   }
   static void store_n(float* p, vec v, std::size_t n) {
     hwy::HWY_NAMESPACE::BlendedStore(v, hwy::HWY_NAMESPACE::FirstN(tag(), n), tag(), p);
