@@ -49,13 +49,15 @@ struct problem {
   std::size_t batch = 2, heads = 4, kv_heads = 4, seq_q = 7, seq_kv = 7, dim = 32;
   bool causal = false;
   std::optional<float> scale{};
+  std::optional<std::size_t> window{};
   std::vector<std::int32_t> key_lengths{};  ///< empty: none
   bool lse = false;
   bool general_fp32 = false;  ///< fp32 inputs that are not bf16 values (the DMA rounds them)
   std::string name() const {
     return "B=" + std::to_string(batch) + " H=" + std::to_string(heads) + " Hkv=" + std::to_string(kv_heads) +
            " Sq=" + std::to_string(seq_q) + " Skv=" + std::to_string(seq_kv) + " D=" + std::to_string(dim) +
-           (causal ? " causal" : "") + (key_lengths.empty() ? "" : " key_lengths") + (lse ? " lse" : "");
+           (causal ? " causal" : "") + (window ? " window=" + std::to_string(*window) : "") +
+           (key_lengths.empty() ? "" : " key_lengths") + (lse ? " lse" : "");
   }
 };
 
@@ -95,7 +97,7 @@ struct data {
   tensor_view<TO, 4> ov() { return {o.data(), {p.batch, p.heads, p.seq_q, p.dim}}; }
 
   attention_options options(bool for_model) {
-    attention_options opts{.scale = p.scale, .causal = p.causal};
+    attention_options opts{.scale = p.scale, .causal = p.causal, .window = p.window};
     if (!p.key_lengths.empty()) opts.key_lengths = {p.key_lengths.data(), {p.batch}};
     if (p.lse) opts.lse = tensor_view<float, 3>{for_model ? lse.data() : expected_lse.data(), {p.batch, p.heads, p.seq_q}};
     return opts;
@@ -221,7 +223,7 @@ void check_policy(const problem& p, const attention_policy& policy, std::uint32_
   const attention_options opts = x.options(true);
   const float scale = p.scale ? *p.scale : 1.0f / std::sqrt(float(p.dim));
   flash_attention_fwd(nc, trellis::systolic::attention_groups(x.qv(), x.kv(), x.vv(), x.ov(), opts),
-                      {.scale = scale, .causal = p.causal}, policy);
+                      {.scale = scale, .causal = p.causal, .window = p.window}, policy);
   x.run_reference();
   expect_within_bound(x);
 }
@@ -288,6 +290,34 @@ TYPED_TEST(SystolicAttention, SmallBlocksExerciseTheOnlineSoftmax) {
   // S evicted to SBUF before max and exp (the trn1 default) or read from PSUM (the trn2 default), on both.
   const bool evict_default = M::spec.ports.vector_scalar_share_psum;
   check_policy<M, float>(causal, {.key_chunk = 256, .kv_block = 512, .evict_scores = !evict_default});
+}
+
+// A sliding window (query i sees keys i + (Skv − Sq) − window < j ≤ i + (Skv − Sq); the library takes it with
+// causal only): query tiles
+// start at the block holding their first visible key, and chunks straddling a tile's window edge are masked.
+TYPED_TEST(SystolicAttention, SlidingWindows) {
+  using M = TypeParam;
+  check<M, bf16>({.kv_heads = 2, .seq_q = 300, .seq_kv = 300, .dim = 64, .causal = true, .window = 100, .lse = true});
+  check<M, float>({.batch = 1, .kv_heads = 1, .seq_q = 129, .seq_kv = 700, .dim = 32, .causal = true, .window = 513});
+  check<M, bf16>({.batch = 1, .kv_heads = 2, .seq_q = 7, .seq_kv = 200, .dim = 32, .causal = true, .window = 1,
+                  .key_lengths = {150}});
+  // Windows wholly past some rows' key lengths: those rows see no key and are 0.
+  check<M, bf16, bf16>({.kv_heads = 1, .seq_q = 200, .seq_kv = 200, .dim = 32, .causal = true, .window = 50,
+                        .key_lengths = {200, 120}, .lse = true});
+  // Several blocks per tile, streamed and resident, with the first block after key 0.
+  const problem long_window{.batch = 1, .kv_heads = 2, .seq_q = 600, .seq_kv = 900, .dim = 64, .causal = true,
+                            .window = 300, .lse = true};
+  check_policy<M, bf16>(long_window, {.key_chunk = 128, .kv_block = 256});
+  check_policy<M, float>(long_window, {.key_chunk = 128, .kv_block = 128, .resident_kv_bytes = 0});
+}
+
+// Scale 0: every visible key weighs the same; with masking, S is scaled before it is masked (0·−inf would be NaN).
+TYPED_TEST(SystolicAttention, ScaleZeroWithMasking) {
+  using M = TypeParam;
+  check<M, bf16>({.batch = 1, .heads = 2, .kv_heads = 1, .seq_q = 5, .seq_kv = 9, .dim = 32, .scale = 0.0f});
+  check<M, bf16>({.kv_heads = 2, .seq_q = 129, .seq_kv = 200, .dim = 32, .causal = true, .scale = 0.0f, .lse = true});
+  check<M, float>({.batch = 1, .kv_heads = 1, .seq_q = 300, .seq_kv = 300, .dim = 64, .causal = true, .scale = 0.0f,
+                   .window = 70});
 }
 
 // One head per group (MHA): the software pipeline runs two steps ahead, across query tiles of one step each and
@@ -360,10 +390,6 @@ TEST(SystolicAttentionRules, RejectsWhatTheModelDoesNotImplementWithoutWriting) 
   };
   EXPECT_EQ(run({.mask = mask_view}),
             "attention: options.mask: an additive mask is not implemented on the NeuronCore model (trn2)");
-  EXPECT_EQ(run({.causal = true, .window = 2}),
-            "attention: options.window: a sliding window is not implemented on the NeuronCore model (trn2)");
-  EXPECT_NE(run({.scale = 0.0f, .causal = true}).find("attention: options.scale: 0 with causal = true is not implemented"),
-            std::string::npos);
   EXPECT_EQ(nc.records().size(), 0u);
   for (std::size_t i = 0; i < 4 * 32; ++i) ASSERT_TRUE(std::isnan(x.o[i])) << "no partial write";
 
@@ -372,8 +398,6 @@ TEST(SystolicAttentionRules, RejectsWhatTheModelDoesNotImplementWithoutWriting) 
   EXPECT_EQ(error_of([&] { trellis::attention(nc, y.qv(), y.kv(), y.vv(), y.ov()); }),
             "attention: q: head dim 256 exceeds 128 on the NeuronCore model (trn2) (the head dim lies on the "
             "partitions of Qᵀ and Kᵀ)");
-  // scale 0 without masking is fine: uniform weights.
-  check<trn2, bf16>({.batch = 1, .heads = 2, .kv_heads = 1, .seq_q = 5, .seq_kv = 9, .dim = 32, .scale = 0.0f});
   // Policies the kernel cannot run.
   auto groups = trellis::systolic::attention_groups(x.qv(), x.kv(), x.vv(), x.ov(), {});
   EXPECT_NE(error_of([&] { flash_attention_fwd(nc, groups, {.scale = 1.0f}, {.key_chunk = 100}); }).find("key_chunk 100"),

@@ -71,18 +71,14 @@ struct op_impl<attention_fn, systolic::core<Machine>> {
                   tensor_view<const T, 4> v, tensor_view<TO, 4> o, float scale, const attention_options& opts) {
     const std::string on = std::string(" on the NeuronCore model (") + Machine::spec.name + ")";
     if (opts.mask) raise_error("attention: options.mask: an additive mask is not implemented" + on);
-    if (opts.window) raise_error("attention: options.window: a sliding window is not implemented" + on);
     const std::size_t dim = q.extent(3);
     if (dim > Machine::spec.matmul.pe_rows)
       raise_error("attention: q: head dim " + std::to_string(dim) + " exceeds " +
                   std::to_string(Machine::spec.matmul.pe_rows) + on +
                   " (the head dim lies on the partitions of Qᵀ and Kᵀ)");
-    if (opts.causal && scale == 0.0f)
-      raise_error("attention: options.scale: 0 with causal = true is not implemented" + on +
-                  " (masked logits are −inf, and 0·(−inf) is NaN in the exp's input)");
     if (q.extent(0) == 0 || q.extent(1) == 0 || q.extent(2) == 0 || dim == 0) return;
     systolic::kernels::flash_attention_fwd(nc, systolic::attention_groups(q, k, v, o, opts),
-                                           {.scale = scale, .causal = opts.causal});
+                                           {.scale = scale, .causal = opts.causal, .window = opts.window});
   }
 };
 

@@ -11,6 +11,7 @@
 //     S chunk = QKᵀ        nc_matmul(dst [128 q, 512 keys] PSUM (one bank), stationary Qᵀ [d, 128],
 //                          moving Kᵀ [d, 512]); chunks past every row's causal limit are never computed
 //     diagonal chunks     tensor_copy to SBUF, affine_select (GpSimd cannot reach PSUM) keeps key j ≤ i + Skv − Sq
+//     window-edge chunks  the same, keeping j > i + Skv − Sq − window (blocks before a tile's first key are skipped)
 //     row max             tensor_reduce(max) per chunk on Vector, then one negated tensor_reduce over the chunks
 //     m_new               −m_new = min(scale·(−max), −m_old): one tensor_scalar
 //     P = exp(..), Σ      one Scalar activation per chunk: exp(scale·S − m_new) with reduce_out = row sums,
@@ -39,8 +40,9 @@
 // Masking and fully masked rows: the running max starts at the floor −FLT_MAX (not −inf), masked logits
 // are −inf. A row that sees no key in a block keeps m = the floor (or its earlier max), its P entries are
 // exp(−inf) = 0 and α = exp(0) = 1, so nothing is NaN; a row that never sees a key ends with acc = l = 0
-// and is divided by max(l, FLT_MIN): 0. A query tile none of whose rows sees a key is written as zeros
-// without any compute. Causal alignment (the library's, ops/attention.hpp): query i sees keys
+// and is divided by max(l, FLT_MIN): 0. With scale 0 no raw score scales to −inf, so every chunk is multiplied
+// by 0 on its copy to SBUF and masked after that, and the exp scales by 1. A query tile none of whose rows
+// sees a key is written as zeros without any compute. Causal alignment (the library's, ops/attention.hpp): query i sees keys
 // j ≤ i + (Skv − Sq); a group's `keys` (a key length) also hides keys j ≥ keys, by never loading them.
 //
 // Getting Qᵀ and Kᵀ ([d, S] from row-major [S, d] HBM): a transposing DMA on machines that have one
@@ -109,8 +111,9 @@ struct attention_head_group {
 };
 
 struct attention_params {
-  float scale = 1.0f;   ///< softmax scale (non-zero; with causal masking it multiplies ±inf)
+  float scale = 1.0f;   ///< softmax scale (0 too: S is then scaled before masking, see the file comment)
   bool causal = false;  ///< query i sees keys j ≤ i + (Skv − Sq)
+  std::optional<std::size_t> window{};  ///< query i sees keys j > i + (Skv − Sq) − window (ops/attention.hpp)
 };
 
 namespace detail {
@@ -153,8 +156,6 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
 
   detail::check_attention_policy(policy, spec);
   if (groups.empty()) return;
-  if (params.scale == 0.0f && params.causal)
-    raise_error("flash_attention_fwd: scale 0 with causal masking (0 · −inf is NaN in the exp's input)");
   const std::size_t heads = groups[0].q.size();
   const std::size_t sq = heads ? groups[0].q[0].extent(0) : 0, d = heads ? groups[0].q[0].extent(1) : 0;
   const std::size_t skv = groups[0].k.extent(0);
@@ -174,9 +175,11 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
     raise_error("flash_attention_fwd: head dim " + std::to_string(d) + " exceeds " + std::to_string(spec.matmul.pe_rows) +
                 " on " + spec.name + " (d lies on the partitions of Qᵀ and Kᵀ: the contraction of QKᵀ)");
 
-  const float scale = params.scale;
-  // The largest scaled logit is scale·max(S) for scale > 0 and scale·min(S) for scale < 0; masked logits are
-  // the value whose scaled version is −inf.
+  // The exp applies the scale (exp(scale·S − m)), so masked raw scores are the value whose scaled version is −inf,
+  // and the largest scaled logit is scale·max(S) for scale > 0, scale·min(S) for scale < 0. Scale 0 has no such
+  // value (0·±inf is NaN): then S is multiplied by 0 on its way to SBUF, before masking, and the exp scales by 1.
+  const bool prescale = params.scale == 0.0f;
+  const float scale = prescale ? 1.0f : params.scale;
   const alu_op extreme = scale > 0 ? alu_op::max : alu_op::min;
   const float masked = scale > 0 ? -INFINITY : INFINITY;
   const std::int64_t causal_offset = static_cast<std::int64_t>(skv) - static_cast<std::int64_t>(sq);
@@ -187,11 +190,16 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
   const bool evict_scores = policy.evict_scores.value_or(spec.ports.vector_scalar_share_psum);
   auto chunks_of = [&](std::size_t keys) { return (keys + chunk - 1) / chunk; };
 
-  // Keys row i of a group with `keys` visible keys sees: [0, visible(i)).
+  // Keys row i of a group with `keys` visible keys sees: [first_key(i), visible(i)) (empty when first ≥ visible).
   auto visible = [&](std::size_t i, std::size_t keys) -> std::size_t {
     if (!params.causal) return keys;
     const std::int64_t limit = static_cast<std::int64_t>(i) + 1 + causal_offset;
     return limit <= 0 ? 0 : std::min(keys, static_cast<std::size_t>(limit));
+  };
+  auto first_key = [&](std::size_t i) -> std::size_t {
+    if (!params.window) return 0;
+    const std::int64_t first = static_cast<std::int64_t>(i) + 1 + causal_offset - static_cast<std::int64_t>(*params.window);
+    return first <= 0 ? 0 : static_cast<std::size_t>(first);
   };
 
   // K/V storage: a whole kv head (resident) or one KV block (streamed). V keeps keys on partitions in pieces of
@@ -255,7 +263,8 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
 
   // A query tile in flight: its rows, its keys, and its Qᵀ / accumulator / statistics buffers.
   struct q_tile_state {
-    std::size_t q0 = 0, rows = 0, keys = 0, steps_left = 0;
+    std::size_t q0 = 0, rows = 0, keys = 0, blocks = 0, steps_left = 0;
+    bool empty_rows = false;      // some row sees no key (it ends as 0)
     tile<bf16>* qt = nullptr;     // [d, G·128]
     tile<float>* acc = nullptr;   // [128, G·d]
     tile<float>* state = nullptr; // [128, 4G]
@@ -299,8 +308,9 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
     std::vector<step_state> steps;
     for (std::size_t q0 = 0; q0 < sq; q0 += q_tile) {
       const std::size_t r = std::min(q_tile, sq - q0);
-      const std::size_t tile_keys = visible(q0 + r - 1, g.keys);  // the tile's last row sees the most
-      if (tile_keys == 0) {  // no row of this tile sees a key: O = 0, lse = −inf, nothing to compute
+      const std::size_t tile_keys = visible(q0 + r - 1, g.keys);  // the tile's last row sees the most keys ...
+      const std::size_t tile_first = first_key(q0);                // ... and its first row the earliest
+      if (tile_keys <= tile_first) {  // no row of this tile sees a key: O = 0, lse = −inf, nothing to compute
         const region zero = out_pool.next().sub(0, r, 0, d);
         memset(nc, zero, 0.0f, {.unit = engine::gpsimd});
         const region none = lse_pool.next().sub(0, r, 0, 1);
@@ -311,11 +321,16 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
         }
         continue;
       }
-      tiles.push_back({.q0 = q0, .rows = r, .keys = tile_keys, .steps_left = heads * ((tile_keys + block - 1) / block)});
-      for (std::size_t k0 = 0, j = 0; k0 < tile_keys; k0 += block, ++j)
+      // Blocks start at a multiple of kv_block below the first visible key (V pieces stay 128-key aligned).
+      const std::size_t start = tile_first / block * block, blocks = (tile_keys - start + block - 1) / block;
+      bool empty_rows = false;
+      for (std::size_t i = q0; i < q0 + r; ++i) empty_rows = empty_rows || first_key(i) >= visible(i, g.keys);
+      tiles.push_back({.q0 = q0, .rows = r, .keys = tile_keys, .blocks = blocks, .steps_left = heads * blocks,
+                       .empty_rows = empty_rows});
+      for (std::size_t k0 = start, j = 0; k0 < tile_keys; k0 += block, ++j)
         for (std::size_t h = 0; h < heads; ++h)
           steps.push_back({.tile_index = tiles.size() - 1, .head = h, .k0 = k0, .keys = std::min(block, tile_keys - k0),
-                           .index = j, .new_tile = k0 == 0 && h == 0, .new_block = h == 0});
+                           .index = j, .new_tile = j == 0 && h == 0, .new_block = h == 0});
     }
 
     // Qᵀ [d, r] of every head of tile ti. Loaded one tile ahead (when the previous tile starts), so that the
@@ -374,13 +389,26 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
       const region s_ps = score_banks[slot].sub(0, r, 0, w);  // [r, w] fp32
       nc_matmul(nc, s_ps, /*stationary*/ t.qt->sub(0, d, s.head * q_tile, r), /*moving*/ s.kt.sub(0, d, c0, w));
       s.scores[c] = s_ps;
-      // Some key of the chunk lies past the first row's limit q0 + offset: mask (GpSimd, so in SBUF).
+      // Some key of the chunk lies past the first row's limit q0 + offset (diagonal), or before the last row's
+      // window (window_edge): mask (GpSimd, so in SBUF).
       const bool diagonal =
           params.causal && static_cast<std::int64_t>(key0 + w) - 1 > static_cast<std::int64_t>(t.q0) + causal_offset;
-      if (evict_scores || diagonal) {
+      const bool window_edge = key0 < first_key(t.q0 + r - 1);
+      if (evict_scores || diagonal || window_edge || prescale) {
         const region s_sb = masked_scores[slot].sub(0, r, 0, w);
-        tensor_copy(nc, s_sb, s_ps, {.unit = evict_scores ? engine::scalar : engine::vector});
+        const engine unit = evict_scores ? engine::scalar : engine::vector;
+        if (prescale) tensor_scalar(nc, s_sb, s_ps, alu_op::multiply, params.scale, {.unit = unit});
+        else tensor_copy(nc, s_sb, s_ps, {.unit = unit});
         s.scores[c] = s_sb;
+      }
+      if (window_edge) {
+        const region s_sb = s.scores[c];
+        // keep key0 + f ≥ q0 + p + 1 + offset − window  ⇔  (key0 + window − q0 − 1 − offset) − p + f ≥ 0
+        affine_select(nc, s_sb, s_sb,
+                      {.base = static_cast<std::int64_t>(key0 + *params.window) - static_cast<std::int64_t>(t.q0) - 1 -
+                               causal_offset,
+                       .channel_multiplier = -1, .step = 1},
+                      {.compare = alu_op::is_ge, .on_false = masked});
       }
       if (diagonal) {
         const region s_sb = s.scores[c];
@@ -506,13 +534,12 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
       // The tile's last step: O = acc / l (rows that saw no key: acc = l = 0, divided by FLT_MIN instead: 0);
       // lse = m + log l.
       if (--t.steps_left > 0) continue;
-      const bool empty_rows = visible(t.q0, g.keys) == 0;
       for (std::size_t hh = 0; hh < heads; ++hh) {
-        const std::size_t last_index = (t.keys + block - 1) / block - 1;
+        const std::size_t last_index = t.blocks - 1;
         const region lh = t.state->sub(0, r, 4 * hh + 2, 1);
         const region neg_m = t.state->sub(0, r, 4 * hh + last_index % 2, 1);
         region divisor = lh;
-        if (empty_rows) {
+        if (t.empty_rows) {
           divisor = t.state->sub(0, r, 4 * hh + 3, 1);  // a spare column
           tensor_scalar(nc, divisor, lh, alu_op::max, FLT_MIN, {.unit = engine::gpsimd});
         }
