@@ -73,6 +73,8 @@ with tempfile.TemporaryDirectory() as tmp:
 for args in (["attention", "--machine", "trn1", "--heads", "4", "--kv-heads", "2", "--seq-q", "300", "--seq-k", "500",
               "--head-dim", "64", "--causal", "--json"],
              ["attention", "--heads", "2", "--seq-q", "4096", "--head-dim", "128", "--timing-only", "--json"],
+             ["attention", "--heads", "2", "--seq-q", "300", "--seq-k", "400", "--head-dim", "64", "--causal",
+              "--window", "100", "--json"],
              ["layernorm", "--rows", "300", "--hidden", "1000", "--dtype", "bf16", "--json"],
              ["rmsnorm", "--machine", "trn1", "--rows", "8192", "--hidden", "4096", "--residual", "--residual-out",
               "--timing-only", "--json"]):
@@ -84,6 +86,7 @@ for args in (["attention", "--machine", "trn1", "--heads", "4", "--kv-heads", "2
               f"{args}: {r.stdout[:200]}")
         if args[0] == "attention":
             check(j["mfu"] > 0, f"attention MFU: {j['mfu']}")
+            check(("--window" in args) == ("window" in j), f"{args}: window in the JSON: {'window' in j}")
 for args in (["tune", "attention", "--heads", "4", "--kv-heads", "1", "--seq-q", "1024", "--head-dim", "128",
               "--sweep-kv-block", "512,2048", "--sweep-kv-bufs", "1,2"],
              ["tune", "layernorm", "--rows", "2048", "--hidden", "2048", "--sweep-bufs", "1,2,3"]):
@@ -98,6 +101,7 @@ for args in (["matmul", "--m", "64", "--k", "64"],                       # missi
              ["matmul", "--m", "64", "--k", "64", "--n", "64", "--variant", "fast"],
              ["matmul", "--m", "64", "--k", "64", "--n", "64", "--machine", "trn9"],
              ["attention", "--heads", "6", "--kv-heads", "4", "--seq-q", "64", "--head-dim", "64"],
+             ["attention", "--heads", "2", "--seq-q", "64", "--head-dim", "64", "--window", "4"],  # window without causal
              ["layernorm", "--rows", "8", "--hidden", "8", "--residual-out"],
              ["tune", "softmax", "--rows", "8"],
              ["frobnicate"], []):

@@ -4,7 +4,9 @@
 // GQA when Hkv < H, causal with the library's alignment (query i sees keys j ≤ i + Skv − Sq).
 
 #include <cmath>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <trellis/systolic/kernels/attention.hpp>
@@ -17,7 +19,7 @@ namespace trellis_sim {
 inline const char* attention_usage =
     "usage: trellis-sim attention --heads H --seq-q SQ --head-dim D [options]\n"
     "       trellis-sim tune attention ... [sweep options]\n"
-    "  --machine trn1|trn2|trn3, --batch B (1), --kv-heads HKV (H), --seq-k SKV (SQ), --causal,\n"
+    "  --machine trn1|trn2|trn3, --batch B (1), --kv-heads HKV (H), --seq-k SKV (SQ), --causal, --window W (with --causal),\n"
     "  --dtype bf16|fp32 (q, k, v), --out-dtype fp32|bf16 (o; default: the input's), --scale S (1/sqrt(D))\n"
     "  --q-tile Q, --key-chunk C, --kv-block K, --kv-bufs N, --resident-kv-bytes BYTES   the tile policy\n"
     "  --timing-only, --json, --trace FILE\n"
@@ -27,6 +29,7 @@ inline const char* attention_usage =
 struct attention_setup {
   std::size_t batch, heads, kv_heads, seq_q, seq_k, dim;
   bool causal;
+  std::optional<std::size_t> window;  // keys j > i + Skv − Sq − window
   float scale;
   sys::dtype in, out;
 };
@@ -40,10 +43,11 @@ inline attention_setup read_attention_setup(arguments& args) {
   s.seq_k = args.size("seq-k", s.seq_q);
   s.dim = args.required_size("head-dim");
   s.causal = args.flag("causal");
-  s.in = dtype_by_name("dtype", args.text("dtype", "bf16"));
-  s.out = args.has("out-dtype") ? dtype_by_name("out-dtype", args.text("out-dtype", "")) : s.in;
-  for (sys::dtype t : {s.in, s.out})
-    if (t != sys::dtype::f32 && t != sys::dtype::bf16) throw usage_error("attention takes fp32 or bf16 q, k, v and o");
+  std::tie(s.in, s.out) = read_f32_bf16_dtypes(args, "bf16", "attention takes fp32 or bf16 q, k, v and o");
+  if (args.has("window")) {
+    if (!s.causal) throw usage_error("--window needs --causal (the library's sliding window is causal)");
+    s.window = args.required_size("window");
+  }
   if (s.heads % s.kv_heads != 0) throw usage_error("--kv-heads must divide --heads");
   s.scale = args.has("scale") ? std::stof(args.text("scale", "1")) : 1.0f / std::sqrt(float(s.dim));
   return s;
@@ -78,7 +82,7 @@ inline void run_attention(sys::core_state& nc, const attention_setup& s, const s
         groups.push_back(std::move(g));
       }
     with_machine_core(nc, [&](auto& core) {
-      sys::kernels::flash_attention_fwd(core, groups, {.scale = s.scale, .causal = s.causal}, policy);
+      sys::kernels::flash_attention_fwd(core, groups, {.scale = s.scale, .causal = s.causal, .window = s.window}, policy);
     });
   };
   const bool bf16_in = s.in == sys::dtype::bf16, bf16_out = s.out == sys::dtype::bf16;
@@ -91,7 +95,8 @@ inline void run_attention(sys::core_state& nc, const attention_setup& s, const s
 inline std::string attention_setup_text(const attention_setup& s, const sys::machine_spec& machine) {
   return "attention B=" + std::to_string(s.batch) + " H=" + std::to_string(s.heads) + " Hkv=" +
          std::to_string(s.kv_heads) + " Sq=" + std::to_string(s.seq_q) + " Skv=" + std::to_string(s.seq_k) +
-         " d=" + std::to_string(s.dim) + (s.causal ? " causal " : " ") + to_string(s.in) + " on " + machine.name;
+         " d=" + std::to_string(s.dim) + (s.causal ? " causal" : "") +
+         (s.window ? " window=" + std::to_string(*s.window) : "") + " " + to_string(s.in) + " on " + machine.name;
 }
 
 inline int run_attention_command(arguments& args) {
@@ -105,6 +110,7 @@ inline int run_attention_command(arguments& args) {
                              ",\"heads\":" + std::to_string(s.heads) + ",\"kv_heads\":" + std::to_string(s.kv_heads) +
                              ",\"seq_q\":" + std::to_string(s.seq_q) + ",\"seq_k\":" + std::to_string(s.seq_k) +
                              ",\"head_dim\":" + std::to_string(s.dim) + ",\"causal\":" + (s.causal ? "true" : "false") +
+                             (s.window ? ",\"window\":" + std::to_string(*s.window) : std::string()) +
                              ",\"instructions\":" + std::to_string(nc->records().size());
   print_run(*nc, flags,
             attention_setup_text(s, *flags.machine) + (flags.timing_only ? " (timing-only)" : "") + ", " +

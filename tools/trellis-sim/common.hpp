@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -52,6 +53,17 @@ inline sys::dtype dtype_by_name(const std::string& flag, const std::string& name
   if (name == "fp8" || name == "fp8_e4m3") return sys::dtype::f8e4m3;
   if (name == "fp8_e5m2") return sys::dtype::f8e5m2;
   throw usage_error("--" + flag + " must be bf16, fp32, fp16, fp8 (= fp8_e4m3) or fp8_e5m2, got '" + name + "'");
+}
+
+/// --dtype (default `input_default`) and --out-dtype (default: the input's), both fp32 or bf16 (`what` names
+/// the operands in the error).
+inline std::pair<sys::dtype, sys::dtype> read_f32_bf16_dtypes(arguments& args, const char* input_default,
+                                                              const std::string& what) {
+  const sys::dtype in = dtype_by_name("dtype", args.text("dtype", input_default));
+  const sys::dtype out = args.has("out-dtype") ? dtype_by_name("out-dtype", args.text("out-dtype", "")) : in;
+  for (sys::dtype t : {in, out})
+    if (t != sys::dtype::f32 && t != sys::dtype::bf16) throw usage_error(what);
+  return {in, out};
 }
 
 /// The flags of a single run.

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <trellis/systolic/kernels/norm.hpp>
@@ -35,10 +36,7 @@ inline norm_setup read_norm_setup(arguments& args, sys::kernels::norm_kind kind)
   s.kind = kind;
   s.rows = args.required_size("rows");
   s.hidden = args.required_size("hidden");
-  s.x = dtype_by_name("dtype", args.text("dtype", "fp32"));
-  s.y = args.has("out-dtype") ? dtype_by_name("out-dtype", args.text("out-dtype", "")) : s.x;
-  for (sys::dtype t : {s.x, s.y})
-    if (t != sys::dtype::f32 && t != sys::dtype::bf16) throw usage_error("norms take fp32 or bf16 x and y");
+  std::tie(s.x, s.y) = read_f32_bf16_dtypes(args, "fp32", "norms take fp32 or bf16 x and y");
   s.affine = !args.flag("no-affine");
   s.residual = args.flag("residual");
   s.residual_out = args.flag("residual-out");
