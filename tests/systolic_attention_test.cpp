@@ -53,11 +53,18 @@ struct problem {
   std::vector<std::int32_t> key_lengths{};  ///< empty: none
   bool lse = false;
   bool general_fp32 = false;  ///< fp32 inputs that are not bf16 values (the DMA rounds them)
+  std::size_t mask_rank = 0;  ///< additive mask: 0 none, 2 [Sq, Skv], 4 [B or 1, H or 1, Sq, Skv]
+  bool mask_per_batch = true, mask_per_head = true;  ///< rank 4: B (not 1) and H (not 1) on those axes
+  bool mask_bf16 = false;     ///< the mask's element type
   std::string name() const {
     return "B=" + std::to_string(batch) + " H=" + std::to_string(heads) + " Hkv=" + std::to_string(kv_heads) +
            " Sq=" + std::to_string(seq_q) + " Skv=" + std::to_string(seq_kv) + " D=" + std::to_string(dim) +
            (causal ? " causal" : "") + (window ? " window=" + std::to_string(*window) : "") +
-           (key_lengths.empty() ? "" : " key_lengths") + (lse ? " lse" : "");
+           (key_lengths.empty() ? "" : " key_lengths") + (lse ? " lse" : "") +
+           (mask_rank == 0 ? ""
+                           : " mask[" + std::string(mask_rank == 2 ? "" : mask_per_batch ? "B," : "1,") +
+                                 (mask_rank == 2 ? "" : mask_per_head ? "H," : "1,") + "Sq,Skv]" +
+                                 (mask_bf16 ? " bf16" : " f32"));
   }
 };
 
@@ -68,6 +75,9 @@ struct data {
   std::vector<T> q, k, v;
   std::vector<TO> o;
   std::vector<float> lse, expected, expected_lse;
+  std::vector<float> mask_f32;   // the additive mask (one of the two), rows mask_ld apart
+  std::vector<bf16> mask_bf16;
+  std::size_t mask_ld = 0;
   problem p;
 
   explicit data(const problem& pr, std::uint32_t seed) : p(pr) {
@@ -89,6 +99,39 @@ struct data {
     for (std::size_t i = 0; i < canary; ++i) lse[lse.size() - 1 - i] = 321.0f;
     expected.assign(p.batch * p.heads * p.seq_q * p.dim, 0.0f);
     expected_lse.assign(p.batch * p.heads * p.seq_q, 0.0f);
+    if (p.mask_rank != 0) fill_mask(rng);
+  }
+
+  std::size_t mask_batches() const { return p.mask_rank == 4 && p.mask_per_batch ? p.batch : 1; }
+  std::size_t mask_heads() const { return p.mask_rank == 4 && p.mask_per_head ? p.heads : 1; }
+
+  // bf16 values in [−2, 2] (the same in either type), about one in eight −inf, and the second row of the first
+  // slice all −inf: a row the mask hides wholly (0, lse −inf). Rows are padded (a stride of Skv + 3).
+  void fill_mask(std::mt19937& rng) {
+    mask_ld = p.seq_kv + 3;
+    const std::size_t rows = mask_batches() * mask_heads() * p.seq_q;
+    std::uniform_real_distribution<float> value(-2.0f, 2.0f);
+    std::vector<float> m(rows * mask_ld, 0.0f);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t j = 0; j < p.seq_kv; ++j)
+        m[r * mask_ld + j] = (rng() % 8 == 0 || r == 1) ? -INFINITY : float(bf16(value(rng)));
+    if (p.mask_bf16) {
+      for (float e : m) mask_bf16.push_back(bf16(e));
+    } else {
+      mask_f32 = m;
+    }
+  }
+
+  template <class M>
+  trellis::any_view mask_view_of(const std::vector<M>& m) const {
+    if (p.mask_rank == 2) return tensor_view<const M, 2>{m.data(), {p.seq_q, p.seq_kv}, {mask_ld, 1}};
+    return tensor_view<const M, 4>{m.data(),
+                                   {mask_batches(), mask_heads(), p.seq_q, p.seq_kv},
+                                   {mask_heads() * p.seq_q * mask_ld, p.seq_q * mask_ld, mask_ld, 1}};
+  }
+  trellis::any_view mask_view() const {
+    if (p.mask_rank == 0) return {};
+    return p.mask_bf16 ? mask_view_of(mask_bf16) : mask_view_of(mask_f32);
   }
 
   tensor_view<const T, 4> qv() const { return {q.data(), {p.batch, p.heads, p.seq_q, p.dim}}; }
@@ -99,6 +142,7 @@ struct data {
   attention_options options(bool for_model) {
     attention_options opts{.scale = p.scale, .causal = p.causal, .window = p.window};
     if (!p.key_lengths.empty()) opts.key_lengths = {p.key_lengths.data(), {p.batch}};
+    opts.mask = mask_view();
     if (p.lse) opts.lse = tensor_view<float, 3>{for_model ? lse.data() : expected_lse.data(), {p.batch, p.heads, p.seq_q}};
     return opts;
   }
@@ -133,30 +177,42 @@ row_bound bound_for_row(const data<T, TO>& x, const attention_options& opts, std
   auto ke = [&](std::size_t j, std::size_t e) { return double(float(x.k[((b * p.kv_heads + hk) * p.seq_kv + j) * p.dim + e])); };
   auto ve = [&](std::size_t j, std::size_t e) { return double(float(x.v[((b * p.kv_heads + hk) * p.seq_kv + j) * p.dim + e])); };
   const double gamma_d = double(p.dim) * 0x1p-24 / (1 - double(p.dim) * 0x1p-24);
+  // An additive mask adds to the logits (its −inf entries hide keys) and rounds scale·s and the sum in fp32
+  // before the exp (which then scales by 1): 2⁻²²·|scale·s| more in δ.
+  const std::size_t mask_row = opts.mask ? trellis::detail::mask_row_offset(opts.mask, b, h, i) : 0;
+  auto mask = [&](std::size_t j) { return opts.mask ? double(opts.mask.load(mask_row + j)) : 0.0; };
   std::vector<double> logit(keys.last), abs_dot(keys.last);
+  std::vector<std::size_t> seen;  // the keys the mask leaves
   double m = -INFINITY;
   for (std::size_t j = keys.first; j < keys.last; ++j) {
+    if (mask(j) == -INFINITY) continue;
     double dot = 0, a = 0;
     for (std::size_t e = 0; e < p.dim; ++e) {
       dot += qe(e) * ke(j, e);
       a += std::fabs(qe(e) * ke(j, e));
     }
-    logit[j] = scale * dot;
+    logit[j] = scale * dot + mask(j);
     abs_dot[j] = a;
     m = std::max(m, logit[j]);
+    seen.push_back(j);
+  }
+  if (seen.empty()) {
+    r.empty = true;
+    return r;
   }
   double delta = 0, sum = 0;
-  for (std::size_t j = keys.first; j < keys.last; ++j) {
+  for (std::size_t j : seen) {
     delta = std::max(delta, std::fabs(scale) * (2 * u_in + u_in * u_in + gamma_d * (1 + u_in) * (1 + u_in)) * abs_dot[j] +
-                                0x1p-22 * (std::fabs(logit[j]) + std::fabs(m)));
+                                0x1p-22 * (std::fabs(logit[j]) + std::fabs(m)) +
+                                (opts.mask ? 0x1p-22 * std::fabs(logit[j] - mask(j)) : 0.0));
     sum += std::exp(logit[j] - m);
   }
-  const double n = double(keys.last - keys.first);
+  const double n = double(seen.size());
   const double rho = u + 0x1p-21 + (n + 16) * 0x1p-24;
   const double factor = (std::exp(2 * delta) * (1 + rho) - 1) * (1 + u_in) + u_in;
   for (std::size_t e = 0; e < p.dim; ++e) {
     double wv = 0;
-    for (std::size_t j = keys.first; j < keys.last; ++j) wv += std::exp(logit[j] - m) / sum * std::fabs(ve(j, e));
+    for (std::size_t j : seen) wv += std::exp(logit[j] - m) / sum * std::fabs(ve(j, e));
     r.value[e] = factor * wv;
   }
   // lse = m + log Σ: the logits move by ≤ δ, the sum by a relative (n + 16)·2⁻²⁴, plus its own fp32 rounding.
@@ -320,6 +376,49 @@ TYPED_TEST(SystolicAttention, ScaleZeroWithMasking) {
                    .window = 70});
 }
 
+// An additive mask, f32 or bf16, [Sq, Skv] or [B or 1, H or 1, Sq, Skv] with padded rows: DMA'd a chunk at a time
+// and added to scale·S. Its −inf entries hide keys (one row of each slice is hidden wholly: 0, lse −inf), and
+// it combines with causal masking, windows, key lengths, scale 0, a negative scale and several blocks.
+TYPED_TEST(SystolicAttention, AdditiveMasks) {
+  using M = TypeParam;
+  check<M, bf16>({.kv_heads = 2, .seq_q = 129, .seq_kv = 200, .dim = 32, .lse = true, .mask_rank = 2});
+  check<M, float>({.kv_heads = 2, .seq_q = 7, .seq_kv = 600, .dim = 64, .causal = true, .lse = true, .mask_rank = 4,
+                   .mask_bf16 = true});
+  check<M, bf16, bf16>({.kv_heads = 1, .seq_q = 130, .seq_kv = 130, .dim = 32, .causal = true, .window = 40,
+                        .key_lengths = {130, 77}, .lse = true, .mask_rank = 4, .mask_per_batch = false});
+  check<M, bf16>({.kv_heads = 2, .seq_q = 129, .seq_kv = 129, .dim = 32, .scale = 0.0f, .lse = true, .mask_rank = 4,
+                  .mask_per_head = false});
+  check<M, bf16>({.batch = 1, .kv_heads = 1, .seq_q = 129, .seq_kv = 129, .dim = 32, .causal = true, .scale = -0.3f,
+                  .mask_rank = 2, .mask_bf16 = true});
+  check<M, float>({.batch = 1, .kv_heads = 2, .seq_q = 129, .seq_kv = 129, .dim = 64, .general_fp32 = true,
+                   .mask_rank = 2});
+  const problem blocks{.batch = 1, .kv_heads = 2, .seq_q = 300, .seq_kv = 700, .dim = 64, .causal = true, .lse = true,
+                       .mask_rank = 4};
+  check_policy<M, bf16>(blocks, {.key_chunk = 128, .kv_block = 256});
+  check_policy<M, float>(blocks, {.key_chunk = 256, .kv_block = 512, .resident_kv_bytes = 0, .mask_bufs = 1});
+}
+
+// A row masked wholly by a finite mask (−FLT_MAX, as some frameworks write "masked") is not empty: as in the
+// reference, every key weighs the same after the add (the logits differences vanish at that magnitude), so the
+// row is the mean of v. The mask is added to the scaled S in fp32 for this reason (dividing it by the scale
+// instead would overflow to −inf and give 0).
+TYPED_TEST(SystolicAttention, FiniteMaskedRowsAverageTheirKeys) {
+  using M = TypeParam;
+  const problem p{.batch = 1, .heads = 1, .kv_heads = 1, .seq_q = 3, .seq_kv = 5, .dim = 32, .mask_rank = 2};
+  data<bf16, float> x(p, 4);
+  std::fill(x.mask_f32.begin(), x.mask_f32.end(), 0.0f);
+  for (std::size_t j = 0; j < p.seq_kv; ++j) x.mask_f32[1 * x.mask_ld + j] = -std::numeric_limits<float>::max();
+  core<M> nc;
+  trellis::attention(nc, x.qv(), x.kv(), x.vv(), x.ov(), x.options(true));
+  x.run_reference();
+  for (std::size_t e = 0; e < p.dim; ++e) {
+    double mean = 0;
+    for (std::size_t j = 0; j < p.seq_kv; ++j) mean += double(float(x.v[j * p.dim + e])) / double(p.seq_kv);
+    EXPECT_NEAR(x.o[1 * p.dim + e], mean, 1e-6) << e;
+    EXPECT_NEAR(x.expected[1 * p.dim + e], mean, 1e-6) << e;
+  }
+}
+
 // One head per group (MHA): the software pipeline runs two steps ahead, across query tiles of one step each and
 // across streamed K/V blocks; every buffer it reuses must have been released by then.
 TYPED_TEST(SystolicAttention, MhaPipelinesAcrossTilesAndBlocks) {
@@ -379,25 +478,17 @@ TYPED_TEST(SystolicAttention, OneHotRowsPinTheMaskEdgesAndSurviveHugeLogits) {
   check_one_hot<M>(250, 130, true, 100.0f, false, {.key_chunk = 128, .kv_block = 128, .resident_kv_bytes = 0}, false);
 }
 
-TEST(SystolicAttentionRules, RejectsWhatTheModelDoesNotImplementWithoutWriting) {
+TEST(SystolicAttentionRules, RejectsWhatTheModelCannotRunWithoutWriting) {
   problem p{.batch = 1, .heads = 1, .kv_heads = 1, .seq_q = 4, .seq_kv = 4, .dim = 32};
   data<float, float> x(p, 3);
   core<trn2> nc;
-  std::vector<float> mask(16, 0.0f);
-  const tensor_view<const float, 2> mask_view{mask.data(), {4, 4}};
-  auto run = [&](attention_options opts) {
-    return error_of([&] { trellis::attention(nc, x.qv(), x.kv(), x.vv(), x.ov(), opts); });
-  };
-  EXPECT_EQ(run({.mask = mask_view}),
-            "attention: options.mask: an additive mask is not implemented on the NeuronCore model (trn2)");
-  EXPECT_EQ(nc.records().size(), 0u);
-  for (std::size_t i = 0; i < 4 * 32; ++i) ASSERT_TRUE(std::isnan(x.o[i])) << "no partial write";
-
   problem wide{.batch = 1, .heads = 1, .kv_heads = 1, .seq_q = 2, .seq_kv = 2, .dim = 256};
   data<float, float> y(wide, 3);
   EXPECT_EQ(error_of([&] { trellis::attention(nc, y.qv(), y.kv(), y.vv(), y.ov()); }),
             "attention: q: head dim 256 exceeds 128 on the NeuronCore model (trn2) (the head dim lies on the "
             "partitions of Qᵀ and Kᵀ)");
+  EXPECT_EQ(nc.records().size(), 0u);
+  for (std::size_t i = 0; i < 2 * 256; ++i) ASSERT_TRUE(std::isnan(y.o[i])) << "no partial write";
   // Policies the kernel cannot run.
   auto groups = trellis::systolic::attention_groups(x.qv(), x.kv(), x.vv(), x.ov(), {});
   EXPECT_NE(error_of([&] { flash_attention_fwd(nc, groups, {.scale = 1.0f}, {.key_chunk = 100}); }).find("key_chunk 100"),

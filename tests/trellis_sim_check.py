@@ -75,6 +75,8 @@ for args in (["attention", "--machine", "trn1", "--heads", "4", "--kv-heads", "2
              ["attention", "--heads", "2", "--seq-q", "4096", "--head-dim", "128", "--timing-only", "--json"],
              ["attention", "--heads", "2", "--seq-q", "300", "--seq-k", "400", "--head-dim", "64", "--causal",
               "--window", "100", "--json"],
+             ["attention", "--machine", "trn1", "--heads", "2", "--kv-heads", "1", "--seq-q", "200", "--head-dim", "32",
+              "--dtype", "fp32", "--causal", "--mask", "--json"],
              ["layernorm", "--rows", "300", "--hidden", "1000", "--dtype", "bf16", "--json"],
              ["rmsnorm", "--machine", "trn1", "--rows", "8192", "--hidden", "4096", "--residual", "--residual-out",
               "--timing-only", "--json"]):
@@ -87,6 +89,15 @@ for args in (["attention", "--machine", "trn1", "--heads", "4", "--kv-heads", "2
         if args[0] == "attention":
             check(j["mfu"] > 0, f"attention MFU: {j['mfu']}")
             check(("--window" in args) == ("window" in j), f"{args}: window in the JSON: {'window' in j}")
+            check(j["mask"] == ("--mask" in args), f"{args}: mask in the JSON: {j['mask']}")
+# An additive mask is read from HBM: at least H·Sq·Skv bf16 values more than the same run without it.
+mask_run = ["attention", "--heads", "4", "--kv-heads", "2", "--seq-q", "1024", "--head-dim", "128", "--timing-only",
+            "--json"]
+plain, masked = run(*mask_run), run(*mask_run, "--mask")
+check(plain.returncode == 0 and masked.returncode == 0, f"mask timing runs: {plain.stderr} {masked.stderr}")
+if plain.returncode == 0 and masked.returncode == 0:
+    extra = json.loads(masked.stdout)["hbm_bytes"] - json.loads(plain.stdout)["hbm_bytes"]
+    check(extra >= 4 * 1024 * 1024 * 2, f"the mask adds {extra} HBM bytes")
 for args in (["tune", "attention", "--heads", "4", "--kv-heads", "1", "--seq-q", "1024", "--head-dim", "128",
               "--sweep-kv-block", "512,2048", "--sweep-kv-bufs", "1,2"],
              ["tune", "layernorm", "--rows", "2048", "--hidden", "2048", "--sweep-bufs", "1,2,3"]):

@@ -1,7 +1,8 @@
 #pragma once
 // `trellis-sim attention` (one run) and `trellis-sim tune attention` on the model's flash attention
 // kernel (kernels/attention.hpp): q [B, H, Sq, d], k and v [B, Hkv, Skv, d] as per-head [S, d] tensors,
-// GQA when Hkv < H, causal with the library's alignment (query i sees keys j ≤ i + Skv − Sq).
+// GQA when Hkv < H, causal with the library's alignment (query i sees keys j ≤ i + Skv − Sq), optionally an
+// additive [Sq, Skv] mask per query head (random values of the input's dtype).
 
 #include <cmath>
 #include <optional>
@@ -20,6 +21,7 @@ inline const char* attention_usage =
     "usage: trellis-sim attention --heads H --seq-q SQ --head-dim D [options]\n"
     "       trellis-sim tune attention ... [sweep options]\n"
     "  --machine trn1|trn2|trn3, --batch B (1), --kv-heads HKV (H), --seq-k SKV (SQ), --causal, --window W (with --causal),\n"
+    "  --mask (an additive [SQ, SKV] mask per head, in the input's dtype),\n"
     "  --dtype bf16|fp32 (q, k, v), --out-dtype fp32|bf16 (o; default: the input's), --scale S (1/sqrt(D))\n"
     "  --q-tile Q, --key-chunk C, --kv-block K, --kv-bufs N, --resident-kv-bytes BYTES   the tile policy\n"
     "  --timing-only, --json, --trace FILE\n"
@@ -28,7 +30,7 @@ inline const char* attention_usage =
 
 struct attention_setup {
   std::size_t batch, heads, kv_heads, seq_q, seq_k, dim;
-  bool causal;
+  bool causal, mask;
   std::optional<std::size_t> window;  // keys j > i + Skv − Sq − window
   float scale;
   sys::dtype in, out;
@@ -43,6 +45,7 @@ inline attention_setup read_attention_setup(arguments& args) {
   s.seq_k = args.size("seq-k", s.seq_q);
   s.dim = args.required_size("head-dim");
   s.causal = args.flag("causal");
+  s.mask = args.flag("mask");
   std::tie(s.in, s.out) = read_f32_bf16_dtypes(args, "bf16", "attention takes fp32 or bf16 q, k, v and o");
   if (args.has("window")) {
     if (!s.causal) throw usage_error("--window needs --causal (the library's sliding window is causal)");
@@ -78,6 +81,7 @@ inline void run_attention(sys::core_state& nc, const attention_setup& s, const s
         for (std::size_t h = 0; h < group; ++h) {
           g.q.push_back(typed_hbm<const T>(host.make(s.in, s.seq_q, s.dim, false)));
           g.o.push_back(typed_hbm<TO>(host.make(s.out, s.seq_q, s.dim, true)));
+          if (s.mask) g.mask.push_back(host.make(s.in, s.seq_q, s.seq_k, false));
         }
         groups.push_back(std::move(g));
       }
@@ -96,7 +100,8 @@ inline std::string attention_setup_text(const attention_setup& s, const sys::mac
   return "attention B=" + std::to_string(s.batch) + " H=" + std::to_string(s.heads) + " Hkv=" +
          std::to_string(s.kv_heads) + " Sq=" + std::to_string(s.seq_q) + " Skv=" + std::to_string(s.seq_k) +
          " d=" + std::to_string(s.dim) + (s.causal ? " causal" : "") +
-         (s.window ? " window=" + std::to_string(*s.window) : "") + " " + to_string(s.in) + " on " + machine.name;
+         (s.window ? " window=" + std::to_string(*s.window) : "") + (s.mask ? " mask" : "") + " " + to_string(s.in) +
+         " on " + machine.name;
 }
 
 inline int run_attention_command(arguments& args) {
@@ -111,6 +116,7 @@ inline int run_attention_command(arguments& args) {
                              ",\"seq_q\":" + std::to_string(s.seq_q) + ",\"seq_k\":" + std::to_string(s.seq_k) +
                              ",\"head_dim\":" + std::to_string(s.dim) + ",\"causal\":" + (s.causal ? "true" : "false") +
                              (s.window ? ",\"window\":" + std::to_string(*s.window) : std::string()) +
+                             ",\"mask\":" + (s.mask ? "true" : "false") +
                              ",\"instructions\":" + std::to_string(nc->records().size());
   print_run(*nc, flags,
             attention_setup_text(s, *flags.machine) + (flags.timing_only ? " (timing-only)" : "") + ", " +

@@ -4,11 +4,11 @@
 // (kernels/attention.hpp) runs on the core with its default policy, and the core records and times every
 // instruction (nc.report()).
 //
-// Supported: scale, causal (the library's alignment for Sq ≠ Skv), GQA/MQA (one kernel group per batch and
-// kv head: K/V are read once for the query heads that share them), per-batch key_lengths (keys past the
-// length are never loaded) and lse. Rejected with trellis::error naming the option: an additive mask and a
-// sliding window (the kernel does not implement them), a head dim above 128 (d lies on partitions), and
-// scale 0 with causal masking (masked logits are −inf, and 0·(−inf) is NaN in the exp's input).
+// Supported: every attention option — scale (0 too), causal (the library's alignment for Sq ≠ Skv), GQA/MQA
+// (one kernel group per batch and kv head: K/V are read once for the query heads that share them), per-batch
+// key_lengths (keys past the length are never loaded), an additive mask (f32 or bf16, broadcast over batch
+// and heads as the library allows: each head's [Sq, Skv] slice is DMA'd a chunk at a time), a sliding window
+// and lse. Rejected with trellis::error: a head dim above 128 (d lies on the partitions of Qᵀ and Kᵀ).
 // Numerics: bf16 matmuls (fp32 inputs are rounded to bf16 by the DMA that loads them), fp32 softmax
 // statistics and accumulator; see kernels/attention.hpp.
 
@@ -20,6 +20,7 @@
 #include "trellis/ops/attention.hpp"
 #include "trellis/systolic/core.hpp"
 #include "trellis/systolic/hbm.hpp"
+#include "trellis/systolic/host_views.hpp"
 #include "trellis/systolic/kernels/attention.hpp"
 
 namespace trellis {
@@ -27,7 +28,7 @@ namespace systolic {
 
 /// The kernel's work list for attention(q, k, v, o, opts): one group per (batch, kv head) holding that kv
 /// head's K/V [Skv, D], its key length, and the H / Hkv consecutive query heads that read it (with their
-/// outputs and lse rows), each a 2-D [S, D] view of the host memory seen as HBM.
+/// outputs, lse rows and [Sq, Skv] mask slices), each a 2-D view of the host memory seen as HBM.
 template <class T, class TO>
 std::vector<kernels::attention_head_group<T, TO>> attention_groups(tensor_view<const T, 4> q, tensor_view<const T, 4> k,
                                                                    tensor_view<const T, 4> v, tensor_view<TO, 4> o,
@@ -57,6 +58,9 @@ std::vector<kernels::attention_head_group<T, TO>> attention_groups(tensor_view<c
           const auto lse = opts.lse.template as<float, 3>();
           g.lse.push_back(hbm<float>(tensor_view<float, 2>{&lse(b, h, 0), {seq_q, 1}, {lse.stride(2), 1}}));
         }
+        if (opts.mask)  // [Sq, Skv] of head h (a broadcast axis gives every head the same slice)
+          g.mask.push_back(hbm_region(opts.mask, trellis::detail::mask_row_offset(opts.mask, b, h, 0), seq_q, seq_kv,
+                                      opts.mask.stride(opts.mask.rank() - 2), 1));
       }
     }
   return groups;
@@ -70,7 +74,6 @@ struct op_impl<attention_fn, systolic::core<Machine>> {
   static void run(systolic::core<Machine>& nc, tensor_view<const T, 4> q, tensor_view<const T, 4> k,
                   tensor_view<const T, 4> v, tensor_view<TO, 4> o, float scale, const attention_options& opts) {
     const std::string on = std::string(" on the NeuronCore model (") + Machine::spec.name + ")";
-    if (opts.mask) raise_error("attention: options.mask: an additive mask is not implemented" + on);
     const std::size_t dim = q.extent(3);
     if (dim > Machine::spec.matmul.pe_rows)
       raise_error("attention: q: head dim " + std::to_string(dim) + " exceeds " +

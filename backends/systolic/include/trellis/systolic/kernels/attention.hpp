@@ -2,7 +2,8 @@
 // flash_attention_fwd: flash attention forward on the NeuronCore model, written against the ISA as the
 // public NKI sample `flash_fwd` is structured [trainium.md, "Flash attention forward"]:
 //
-//   O = softmax(scale·Q·Kᵀ)·V for each query head of a kv head group, Q [Sq, d], K, V [Skv, d] row-major.
+//   O = softmax(scale·Q·Kᵀ + mask)·V for each query head of a kv head group, Q [Sq, d], K, V [Skv, d] row-major,
+//   the additive mask [Sq, Skv] optional.
 //
 // Per group (one batch, one kv head, the G = H / Hkv query heads that share it), per tile of 128 query rows:
 //
@@ -12,6 +13,8 @@
 //                          moving Kᵀ [d, 512]); chunks past every row's causal limit are never computed
 //     diagonal chunks     tensor_copy to SBUF, affine_select (GpSimd cannot reach PSUM) keeps key j ≤ i + Skv − Sq
 //     window-edge chunks  the same, keeping j > i + Skv − Sq − window (blocks before a tile's first key are skipped)
+//     additive mask       its [128, 512] tile DMA'd to SBUF (cast to fp32) and added to scale·S there (GpSimd), as
+//                          flash_fwd adds its logit bias; the exp then scales by 1, and GpSimd takes the row max
 //     row max             tensor_reduce(max) per chunk on Vector, then one negated tensor_reduce over the chunks
 //     m_new               −m_new = min(scale·(−max), −m_old): one tensor_scalar
 //     P = exp(..), Σ      one Scalar activation per chunk: exp(scale·S − m_new) with reduce_out = row sums,
@@ -41,9 +44,11 @@
 // are −inf. A row that sees no key in a block keeps m = the floor (or its earlier max), its P entries are
 // exp(−inf) = 0 and α = exp(0) = 1, so nothing is NaN; a row that never sees a key ends with acc = l = 0
 // and is divided by max(l, FLT_MIN): 0. With scale 0 no raw score scales to −inf, so every chunk is multiplied
-// by 0 on its copy to SBUF and masked after that, and the exp scales by 1. A query tile none of whose rows
-// sees a key is written as zeros without any compute. Causal alignment (the library's, ops/attention.hpp): query i sees keys
-// j ≤ i + (Skv − Sq); a group's `keys` (a key length) also hides keys j ≥ keys, by never loading them.
+// by 0 on its copy to SBUF and masked after that, and the exp scales by 1 — as with an additive mask, which is
+// added to the scaled S (its −inf entries mask like any other; a row it masks wholly ends as 0 too). A query
+// tile none of whose rows sees a key is written as zeros without any compute. Causal alignment (the library's,
+// ops/attention.hpp): query i sees keys j ≤ i + (Skv − Sq); a group's `keys` (a key length) also hides keys
+// j ≥ keys, by never loading them.
 //
 // Getting Qᵀ and Kᵀ ([d, S] from row-major [S, d] HBM): a transposing DMA on machines that have one
 // (2-byte data: bf16 inputs on trn2/trn3); otherwise rows are loaded [128, d] (cast to bf16 by the DMA),
@@ -98,6 +103,7 @@ struct attention_policy {
   std::size_t stat_bufs = 3;   ///< (≥ 3) per-step maxima, row sums, α: stage A runs up to two steps ahead of stage C
   std::size_t stage_bufs = 4;  ///< row-major [128, d] staging of Q/K for Tensor Engine transposes (DMA ahead)
   std::size_t out_bufs = 2;    ///< output [128, d] (and lse) tiles: the store of one overlaps the next division
+  std::size_t mask_bufs = 3;   ///< (additive mask only) fp32 [128, 512] mask tiles: the next chunks' DMA runs ahead
 };
 
 /// One kv head of one batch and the query heads that read it (GQA: G = H / Hkv of them; MHA: 1).
@@ -108,6 +114,7 @@ struct attention_head_group {
   std::vector<hbm<const T>> q;  ///< G × [Sq, d]
   std::vector<hbm<TO>> o;       ///< G × [Sq, d]
   std::vector<hbm<float>> lse;  ///< G × [Sq, 1] row log-sum-exp, or empty
+  std::vector<region> mask;     ///< G × [Sq, Skv] additive mask in HBM (f32 or bf16), or empty (in every group)
 };
 
 struct attention_params {
@@ -131,7 +138,7 @@ inline void check_attention_policy(const attention_policy& p, const machine_spec
   if (p.kv_block == 0 || p.kv_block % p.key_chunk != 0)
     fail("kv_block " + std::to_string(p.kv_block) + " is not a multiple of key_chunk " + std::to_string(p.key_chunk));
   for (std::size_t b : {p.kv_bufs, p.q_bufs, p.state_bufs, p.p_bufs, p.pt_bufs, p.pv_bufs,
-                        p.stat_bufs, p.stage_bufs, p.out_bufs})
+                        p.stat_bufs, p.stage_bufs, p.out_bufs, p.mask_bufs})
     if (b == 0) fail("has a buffer count of 0 (every pool needs at least one buffer)");
   if (p.q_bufs < 2 || p.state_bufs < 2 || p.p_bufs < 2 || p.stat_bufs < 3 || p.pt_bufs < 2)
     fail("needs q_bufs, state_bufs, p_bufs, pt_bufs >= 2 and stat_bufs >= 3 (the software pipeline keeps two query tiles "
@@ -159,16 +166,20 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
   const std::size_t heads = groups[0].q.size();
   const std::size_t sq = heads ? groups[0].q[0].extent(0) : 0, d = heads ? groups[0].q[0].extent(1) : 0;
   const std::size_t skv = groups[0].k.extent(0);
+  const bool additive = !groups[0].mask.empty();  // an additive mask
   for (const auto& g : groups) {
     bool ok = g.q.size() == heads && g.o.size() == heads && (g.lse.empty() || g.lse.size() == heads) &&
-              g.k.extent(0) == skv && g.v.extent(0) == skv && g.k.extent(1) == d && g.v.extent(1) == d && g.keys <= skv;
+              g.mask.size() == (additive ? heads : 0) && g.k.extent(0) == skv && g.v.extent(0) == skv &&
+              g.k.extent(1) == d && g.v.extent(1) == d && g.keys <= skv;
     for (std::size_t h = 0; ok && h < heads; ++h)
       ok = g.q[h].extent(0) == sq && g.q[h].extent(1) == d && g.o[h].extent(0) == sq && g.o[h].extent(1) == d &&
-           (g.lse.empty() || (g.lse[h].extent(0) == sq && g.lse[h].extent(1) == 1));
+           (g.lse.empty() || (g.lse[h].extent(0) == sq && g.lse[h].extent(1) == 1)) &&
+           (!additive || (g.mask[h].space == memory_space::hbm && g.mask[h].rows == sq && g.mask[h].cols == skv));
     if (!ok)
       raise_error("flash_attention_fwd: every group needs G query/output heads [Sq, d], K and V [Skv, d], lse [Sq, 1] "
-                  "or none, and keys <= Skv (Sq = " + std::to_string(sq) + ", Skv = " + std::to_string(skv) +
-                  ", d = " + std::to_string(d) + ", G = " + std::to_string(heads) + ")");
+                  "or none, masks [Sq, Skv] in HBM in every group or in none, and keys <= Skv (Sq = " +
+                  std::to_string(sq) + ", Skv = " + std::to_string(skv) + ", d = " + std::to_string(d) +
+                  ", G = " + std::to_string(heads) + ")");
   }
   if (heads == 0 || sq == 0 || d == 0) return;
   if (d > spec.matmul.pe_rows)
@@ -177,8 +188,9 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
 
   // The exp applies the scale (exp(scale·S − m)), so masked raw scores are the value whose scaled version is −inf,
   // and the largest scaled logit is scale·max(S) for scale > 0, scale·min(S) for scale < 0. Scale 0 has no such
-  // value (0·±inf is NaN): then S is multiplied by 0 on its way to SBUF, before masking, and the exp scales by 1.
-  const bool prescale = params.scale == 0.0f;
+  // value (0·±inf is NaN), and an additive mask is added to the scaled S: in both cases S is multiplied by the
+  // scale on its way to SBUF, before masking, and the exp scales by 1.
+  const bool prescale = params.scale == 0.0f || additive;
   const float scale = prescale ? 1.0f : params.scale;
   const alu_op extreme = scale > 0 ? alu_op::max : alu_op::min;
   const float masked = scale > 0 ? -INFINITY : INFINITY;
@@ -236,6 +248,8 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
   auto stage_pool = nc.sbuf.template pool<bf16>({pe, d}, policy.stage_bufs);           // [128 rows, d]
   auto out_pool = nc.sbuf.template pool<TO>({q_tile, d}, policy.out_bufs);             // [128 q, d] O
   auto lse_pool = nc.sbuf.template pool<float>({q_tile, 1}, policy.out_bufs);          // [128 q, 1] lse
+  std::optional<pool<float>> mask_pool;  // [128 q, 512 keys] fp32 mask tiles
+  if (additive) mask_pool.emplace(nc.sbuf.template pool<float>({q_tile, chunk}, policy.mask_bufs));
 
   // Kᵀ [d, w] (into kt_dst) and V (into v_dst's pieces from piece0) of keys [k0, k0 + w).
   auto load_kv = [&](const attention_head_group<T, TO>& g, const region& kt_dst, const region& v_dst, std::size_t piece0,
@@ -323,7 +337,7 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
       }
       // Blocks start at a multiple of kv_block below the first visible key (V pieces stay 128-key aligned).
       const std::size_t start = tile_first / block * block, blocks = (tile_keys - start + block - 1) / block;
-      bool empty_rows = false;
+      bool empty_rows = additive;  // a mask may hide every key of a row
       for (std::size_t i = q0; i < q0 + r; ++i) empty_rows = empty_rows || first_key(i) >= visible(i, g.keys);
       tiles.push_back({.q0 = q0, .rows = r, .keys = tile_keys, .blocks = blocks, .steps_left = heads * blocks,
                        .empty_rows = empty_rows});
@@ -401,6 +415,11 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
         else tensor_copy(nc, s_sb, s_ps, {.unit = unit});
         s.scores[c] = s_sb;
       }
+      if (additive) {  // scale·S + mask, on GpSimd (idle otherwise) so that Vector keeps to its evictions
+        const region bias = mask_pool->next().sub(0, r, 0, w);
+        dma_copy(nc, bias, g.mask[s.head].sub(t.q0, r, key0, w));  // f32 or bf16 → fp32
+        tensor_tensor(nc, s.scores[c], s.scores[c], bias, alu_op::add, {.unit = engine::gpsimd});
+      }
       if (window_edge) {
         const region s_sb = s.scores[c];
         // keep key0 + f ≥ q0 + p + 1 + offset − window  ⇔  (key0 + window − q0 − 1 − offset) − p + f ≥ 0
@@ -418,7 +437,10 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
                        .channel_multiplier = 1, .step = -1},
                       {.compare = alu_op::is_ge, .on_false = masked});
       }
-      tensor_reduce(nc, s.stats->sub(0, r, c, 1), s.scores[c], extreme);  // Vector (it can read PSUM)
+      // The row extreme on Vector (it can read PSUM); with a mask on GpSimd, right after the add there, so that
+      // Vector does not wait for GpSimd in its in-order stream (3.1 instead of 4.4 ms on trn2, docs/systolic-model.md).
+      tensor_reduce(nc, s.stats->sub(0, r, c, 1), s.scores[c], extreme,
+                    {.unit = additive ? engine::gpsimd : engine::vector});
     };
 
     // Stage B: −m_new = min(scale·(−max of the block), −m_old); a tile's first step starts from the floor −FLT_MAX.
