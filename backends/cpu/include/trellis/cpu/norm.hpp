@@ -133,9 +133,11 @@ struct norm_blocking {
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
 /// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
 /// (a head to the alignment and the tail use ordinary masked stores). `each_line(j)` runs once per
-/// vector step, for prefetching.
+/// vector step, for prefetching. f and each_line are taken by value, and the callers' lambdas capture by
+/// value: the SIMD stores may alias anything, so state reached through a reference would be reloaded from
+/// memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms instead of 2.5 on one thread).
 template <class S, bool Stream, class TY, class F, class P>
-void write_row(TY* out, const float* s, std::size_t hidden, F&& f, P&& each_line) {
+void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
   std::size_t j = 0;
@@ -189,7 +191,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
                                            detail::row_offset(opts.residual, row) * r_size
                                      : nullptr};
     };
-    const auto prefetch = [&](const row_lines& p, std::size_t j) {  // the line(s) of element j, into L2
+    const auto prefetch = [=](const row_lines& p, std::size_t j) {  // the line(s) of element j, into L2
       __builtin_prefetch(p.x + j * sizeof(TX), 0, 2);
       if (p.r) __builtin_prefetch(p.r + j * r_size, 0, 2);
     };
@@ -227,7 +229,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
 
       TY* yr = detail::row_pointer(y, row);
       const vec vshift = S::set(shift), vcentre = S::set(centre), vrstd = S::set(rstd);
-      const auto normalized = [&](std::size_t j, vec sj, std::size_t n) {
+      const auto normalized = [=](std::size_t j, vec sj, std::size_t n) {
         vec out = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
         if (g) out = S::mul(out, n == L ? S::load(g + j) : S::load_n(g + j, n));
         if (b) out = S::add(out, n == L ? S::load(b + j) : S::load_n(b + j, n));
@@ -237,7 +239,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
       // passes leave DRAM idle otherwise, and with two streams the hardware prefetcher falls behind.
       if (prefetching && row + ahead < last) {
         const row_lines p = lines_of(row + ahead);
-        write_row<S, Stream>(yr, s, hidden, normalized, [&](std::size_t j) {
+        write_row<S, Stream>(yr, s, hidden, normalized, [=](std::size_t j) {
           if (j % line < L) prefetch(p, j);
         });
       }
