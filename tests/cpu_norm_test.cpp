@@ -412,6 +412,25 @@ CPU_TEST(Norm, ManyRowsAcrossThreads) {
   check_norm<Target, bf16, bf16>(p, 101u);
 }
 
+CPU_TEST(Norm, GroupsOfLongRows) {
+  // Cached outputs with rows longer than trellis's column chunk (1024) are written in groups of rows, a
+  // column chunk at a time across the group: several whole groups and a partial one (4096: 16 rows a
+  // group), a chunk tail (2500 = 2·1024 + 452), padded and misaligned rows, bf16 rows converted into
+  // per-row buffers, γ or β absent, rows whose statistics take the two-pass path, and y = x in place.
+  for (bool layer : {true, false}) {
+    if (!check_norm<Target, float, float>({.layer = layer, .rows = 37, .hidden = 4096}, 120u)) return;
+    if (!check_norm<Target, bf16, bf16>(
+            {.layer = layer, .rows = 53, .hidden = 2500, .beta = false, .pad = 3, .misalign = 1}, 121u))
+      return;
+    if (!check_norm<Target, float, float>({.layer = layer, .rows = 29, .hidden = 2500, .gamma = false}, 122u)) return;
+    if (!check_norm<Target, float, float>({.layer = layer, .rows = 21, .hidden = 4096, .outlier_head = true}, 123u))
+      return;
+  }
+  norm_params p{.rows = 40, .hidden = 2500, .pad = 1};
+  p.aliasing = alias::y_is_x;
+  check_norm<Target, float, float>(p, 124u);
+}
+
 CPU_TEST(Norm, LargeOutputsStreamed) {
   // Outputs past trellis's streaming threshold (16 MiB) go out through non-temporal stores: rows that
   // start off the 64-byte alignment, a hidden size with a tail, the fused residual with an fp32
