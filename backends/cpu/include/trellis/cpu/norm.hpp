@@ -149,7 +149,7 @@ struct norm_blocking {
 
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
 /// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
-/// (a head to the alignment and the tail use ordinary masked stores). `each_line(j)` runs once per
+/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s. `each_line(j)` runs once per
 /// vector step, for prefetching. f and each_line are taken by value, and the callers' lambdas capture by
 /// value: the SIMD stores may alias anything, so state reached through a reference would be reloaded from
 /// memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms instead of 2.5 on one thread).
@@ -157,20 +157,19 @@ template <class S, bool Stream, class TY, class F, class P>
 void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
-  std::size_t j = 0;
-  if constexpr (Stream) {
-    const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(out) % (L * sizeof(float)) / sizeof(float);
-    const std::size_t head = misaligned ? std::min(hidden, L - misaligned) : 0;
-    if (head) io::store_n(out, f(0, S::load_n(s, head), head), head);
-    for (j = head; j + L <= hidden; j += L) {
-      each_line(j);
-      S::stream(out + j, f(j, S::load(s + j), L));
-    }
-  } else {
-    for (; j + L <= hidden; j += L) {
-      each_line(j);
-      io::store(out + j, f(j, S::load(s + j), L));
-    }
+  // A head of fewer than L elements brings the body to a vector boundary: of out with Stream (non-temporal
+  // stores need whole aligned lines), else of s, whose loads then never split a cache line (and out, when it
+  // shares s's misalignment as rows from one allocator usually do, is aligned too). 64 × 4096 layernorm with
+  // x and y 16 bytes off a line: 45–50 µs unaligned, 36–37 µs with the head, 35 µs aligned (one thread).
+  const auto anchor = Stream ? reinterpret_cast<std::uintptr_t>(out) : reinterpret_cast<std::uintptr_t>(s);
+  const std::size_t misaligned = anchor % (L * sizeof(float)) / sizeof(float);
+  const std::size_t head = misaligned && anchor % sizeof(float) == 0 ? std::min(hidden, L - misaligned) : 0;
+  if (head) io::store_n(out, f(0, S::load_n(s, head), head), head);
+  std::size_t j = head;
+  for (; j + L <= hidden; j += L) {
+    each_line(j);
+    if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
+    else io::store(out + j, f(j, S::load(s + j), L));
   }
   if (j < hidden) io::store_n(out + j, f(j, S::load_n(s + j, hidden - j), hidden - j), hidden - j);
 }
