@@ -415,10 +415,13 @@ CPU_TEST(Norm, ManyRowsAcrossThreads) {
 CPU_TEST(Norm, GroupsOfLongRows) {
   // Cached outputs with rows longer than trellis's column chunk (1024) are written in groups of rows, a
   // column chunk at a time across the group: several whole groups and a partial one (4096: 16 rows a
-  // group), a chunk tail (2500 = 2·1024 + 452), padded and misaligned rows, bf16 rows converted into
-  // per-row buffers, γ or β absent, rows whose statistics take the two-pass path, and y = x in place.
+  // group), a chunk tail (2500 = 2·1024 + 452), padded and misaligned rows (γ and β then copied to x's
+  // alignment), bf16 rows converted into per-row buffers, γ or β absent, rows whose statistics take the
+  // two-pass path, and y = x in place.
   for (bool layer : {true, false}) {
     if (!check_norm<Target, float, float>({.layer = layer, .rows = 37, .hidden = 4096}, 120u)) return;
+    // x one element off γ and β's alignment: γ and β are copied to match it.
+    if (!check_norm<Target, float, float>({.layer = layer, .rows = 19, .hidden = 4096, .misalign = 1}, 125u)) return;
     if (!check_norm<Target, bf16, bf16>(
             {.layer = layer, .rows = 53, .hidden = 2500, .beta = false, .pad = 3, .misalign = 1}, 121u))
       return;

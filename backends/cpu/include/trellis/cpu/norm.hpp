@@ -138,6 +138,10 @@ struct norm_blocking {
   /// thread: 55 → 44–49 µs (bench/norm_bench, alternated runs). Streamed (DRAM-sized) outputs keep one row
   /// at a time: grouping split their reads and writes into bursts and was slower (32768 × 8192: 96 → 108–138
   /// ms); so does the fused residual, whose prefetch pipeline (prefetch_bytes) is measured for that.
+  /// An fp32 γ or β whose offset within a vector differs from the rows' is copied to match them for at
+  /// least this many rows (a copy costs about what one row's misaligned γ and β loads do): 64 × 4096
+  /// layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
+  static constexpr std::size_t param_copy_min_rows = 8;
   static constexpr std::size_t column_chunk = 1024;
   static constexpr std::size_t group_bytes = std::size_t(256) << 10;
   static constexpr std::size_t max_group_rows = 64;
@@ -182,10 +186,28 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
   if (rows == 0 || hidden == 0) return;
-  // γ and β widened once by the calling thread, shared read-only by the workers.
-  float* params = thread_scratch(scratch_slot::row_params).get(2 * hidden);
-  const float* g = gamma ? row_as_f32<S>(gamma, 0, gamma.stride(0), hidden, params) : nullptr;
-  const float* b = beta ? row_as_f32<S>(beta, 0, beta.stride(0), hidden, params + hidden) : nullptr;
+  // γ and β, prepared once by the calling thread and shared read-only by the workers. Widened or copied into
+  // the scratch, they start at s's offset within a vector: write_row aligns its loads of s, and then finds γ
+  // and β aligned too. s is x itself for fp32 rows without a residual (row 0's offset), else a row buffer
+  // (aligned). An fp32 γ or β at another offset is copied only for enough rows to repay the copy
+  // (norm_blocking::param_copy_min_rows).
+  constexpr std::size_t V = L * sizeof(float);
+  const bool s_is_x = std::is_same_v<TX, float> && !opts.residual;
+  const std::size_t s_offset =
+      s_is_x ? reinterpret_cast<std::uintptr_t>(detail::row_pointer(x, 0)) % V / sizeof(float) : 0;
+  const std::size_t pitch = (hidden + L - 1) / L * L + L;  // γ's and β's slots: hidden floats from s_offset
+  float* scratch = thread_scratch(scratch_slot::row_params).get(2 * pitch + L);
+  float* params = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(scratch) + V - 1) / V * V) + s_offset;
+  const auto param_row = [&](const any_view& p, float* slot) -> const float* {
+    const float* f = row_as_f32<S>(p, 0, p.stride(0), hidden, slot);  // in place when contiguous fp32
+    if (f == slot || rows < norm_blocking::param_copy_min_rows ||
+        reinterpret_cast<std::uintptr_t>(f) % V == reinterpret_cast<std::uintptr_t>(slot) % V)
+      return f;
+    std::copy(f, f + hidden, slot);
+    return slot;
+  };
+  const float* g = gamma ? param_row(gamma, params) : nullptr;
+  const float* b = beta ? param_row(beta, params + pitch) : nullptr;
   const std::size_t ahead =
       std::max<std::size_t>(1, norm_blocking::prefetch_bytes / (hidden * sizeof(TX)));  // rows of prefetch
   const bool stream_residual = Stream && opts.residual_out && opts.residual_out.type() == dtype::f32;
