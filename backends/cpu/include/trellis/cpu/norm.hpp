@@ -178,27 +178,21 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   if (j < hidden) io::store_n(out + j, f(j, S::load_n(s + j, hidden - j), hidden - j), hidden - j);
 }
 
-template <class S, bool Stream, class TX, class TY, std::size_t Rank, class Options>
-void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> x, const any_view& gamma,
-                    const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
-                    const Options& opts) {
-  using vec = typename S::vec;
-  using io = simd_io<S>;
-  constexpr std::size_t L = S::lanes;
-  if (rows == 0 || hidden == 0) return;
-  // γ and β, prepared once by the calling thread and shared read-only by the workers. Widened or copied into
-  // the scratch, they start at s's offset within a vector: write_row aligns its loads of s, and then finds γ
-  // and β aligned too. s is x itself for fp32 rows without a residual (row 0's offset), else a row buffer
-  // (aligned). An fp32 γ or β at another offset is copied only for enough rows to repay the copy
-  // (norm_blocking::param_copy_min_rows).
-  constexpr std::size_t V = L * sizeof(float);
-  const bool s_is_x = std::is_same_v<TX, float> && !opts.residual;
-  const std::size_t s_offset =
-      s_is_x ? reinterpret_cast<std::uintptr_t>(detail::row_pointer(x, 0)) % V / sizeof(float) : 0;
-  const std::size_t pitch = (hidden + L - 1) / L * L + L;  // γ's and β's slots: hidden floats from s_offset
+/// γ and β (absent: null) as contiguous fp32 in the calling thread's scratch, starting at the offset within a
+/// vector of the rows' s (s_address: x's first row when s is x itself, 0 for the aligned row buffer):
+/// write_row aligns its loads of s, and then finds γ and β aligned too. Widened there from bf16; an fp32 γ
+/// or β is read in place, or copied there when it lies at another offset and there are enough rows to repay
+/// the copy (norm_blocking::param_copy_min_rows).
+template <class S>
+std::pair<const float*, const float*> params_as_f32(const any_view& gamma, const any_view& beta,
+                                                    std::uintptr_t s_address, std::size_t rows, std::size_t hidden) {
+  constexpr std::size_t L = S::lanes, V = L * sizeof(float);
+  const std::size_t pitch = (hidden + L - 1) / L * L + L;  // γ's and β's slots: hidden floats from the offset
   float* scratch = thread_scratch(scratch_slot::row_params).get(2 * pitch + L);
-  float* params = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(scratch) + V - 1) / V * V) + s_offset;
-  const auto param_row = [&](const any_view& p, float* slot) -> const float* {
+  float* slots = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(scratch) + V - 1) / V * V) +
+                 s_address % V / sizeof(float);
+  const auto as_f32 = [&](const any_view& p, float* slot) -> const float* {
+    if (!p) return nullptr;
     const float* f = row_as_f32<S>(p, 0, p.stride(0), hidden, slot);  // in place when contiguous fp32
     if (f == slot || rows < norm_blocking::param_copy_min_rows ||
         reinterpret_cast<std::uintptr_t>(f) % V == reinterpret_cast<std::uintptr_t>(slot) % V)
@@ -206,11 +200,51 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
     std::copy(f, f + hidden, slot);
     return slot;
   };
-  const float* g = gamma ? param_row(gamma, params) : nullptr;
-  const float* b = beta ? param_row(beta, params + pitch) : nullptr;
+  return {as_f32(gamma, slots), as_f32(beta, slots + pitch)};
+}
+
+/// The row s = x (+ r) that the statistics and the write pass read, as contiguous fp32: x itself, or built
+/// in row_buffer (hidden floats). With a residual, x + r is also written to residual_out (streamed with
+/// Stream when fp32).
+template <class S, bool Stream, class TX, std::size_t Rank, class Options>
+const float* row_input(tensor_view<const TX, Rank> x, std::size_t row, std::size_t hidden, const Options& opts,
+                       float* row_buffer) {
+  using io = simd_io<S>;
+  constexpr std::size_t L = S::lanes;
+  const TX* xr = detail::row_pointer(x, row);
+  if (!opts.residual) return row_as_f32<S>(xr, 1, hidden, row_buffer);
+  const float* rr = row_as_f32<S>(opts.residual, detail::row_offset(opts.residual, row), 1, hidden, row_buffer);
+  std::size_t j = 0;  // rr may be row_buffer itself: each vector is read before it is overwritten
+  for (; j + L <= hidden; j += L) S::store(row_buffer + j, S::add(io::load(xr + j), S::load(rr + j)));
+  if (j < hidden)
+    S::store_n(row_buffer + j, S::add(io::load_n(xr + j, hidden - j), S::load_n(rr + j, hidden - j)), hidden - j);
+  if (opts.residual_out) {
+    const std::size_t o = detail::row_offset(opts.residual_out, row);
+    if (Stream && opts.residual_out.type() == dtype::f32)
+      write_row<S, Stream>(static_cast<float*>(opts.residual_out.data()) + o, row_buffer, hidden,
+                           [](std::size_t, typename S::vec v, std::size_t) { return v; }, [](std::size_t) {});
+    else
+      store_row<S>(opts.residual_out, o, row_buffer, hidden);
+  }
+  return row_buffer;
+}
+
+template <class S, bool Stream, class TX, class TY, std::size_t Rank, class Options>
+void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> x, const any_view& gamma,
+                    const any_view& beta, tensor_view<TY, Rank> y, std::size_t rows, std::size_t hidden,
+                    const Options& opts) {
+  using vec = typename S::vec;
+  constexpr std::size_t L = S::lanes;
+  if (rows == 0 || hidden == 0) return;
+  // γ and β, prepared once by the calling thread and shared read-only by the workers, aligned like s (x
+  // itself for fp32 rows without a residual, else the aligned row buffer).
+  const bool s_is_x = std::is_same_v<TX, float> && !opts.residual;
+  const std::uintptr_t s_address = s_is_x ? reinterpret_cast<std::uintptr_t>(detail::row_pointer(x, 0)) : 0;
+  const auto params = params_as_f32<S>(gamma, beta, s_address, rows, hidden);
+  const float* g = params.first;
+  const float* b = params.second;
   const std::size_t ahead =
       std::max<std::size_t>(1, norm_blocking::prefetch_bytes / (hidden * sizeof(TX)));  // rows of prefetch
-  const bool stream_residual = Stream && opts.residual_out && opts.residual_out.type() == dtype::f32;
 
   // One contiguous share of the rows per thread (any split gives the same rows), so that each thread
   // fences its own streamed stores once at the end.
@@ -252,28 +286,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
     for (std::size_t g0 = first; g0 < last; g0 += group) {
       const std::size_t group_end = std::min(last, g0 + group);
       for (std::size_t row = g0; row < group_end; ++row) {
-        const TX* xr = detail::row_pointer(x, row);
-        float* row_buffer = buffer + (row - g0) * hidden;
-        const float* s = nullptr;
-        if (opts.residual) {
-          const std::size_t r_offset = detail::row_offset(opts.residual, row);
-          const float* rr = row_as_f32<S>(opts.residual, r_offset, 1, hidden, row_buffer);  // may fill the buffer
-          std::size_t j = 0;
-          for (; j + L <= hidden; j += L) S::store(row_buffer + j, S::add(io::load(xr + j), S::load(rr + j)));
-          if (j < hidden)
-            S::store_n(row_buffer + j, S::add(io::load_n(xr + j, hidden - j), S::load_n(rr + j, hidden - j)), hidden - j);
-          s = row_buffer;
-          if (opts.residual_out) {
-            const std::size_t o = detail::row_offset(opts.residual_out, row);
-            if (stream_residual)
-              write_row<S, Stream>(static_cast<float*>(opts.residual_out.data()) + o, s, hidden,
-                                   [](std::size_t, vec v, std::size_t) { return v; }, [](std::size_t) {});
-            else
-              store_row<S>(opts.residual_out, o, s, hidden);
-          }
-        } else {
-          s = row_as_f32<S>(xr, 1, hidden, row_buffer);
-        }
+        const float* s = row_input<S, Stream>(x, row, hidden, opts, buffer + (row - g0) * hidden);
         const auto [shift, centre, var] = statistics_of<S>(kind, s, hidden);
         plan[row - g0] = {s, shift, centre, 1.0f / std::sqrt(var + opts.eps)};
       }
