@@ -138,10 +138,6 @@ struct norm_blocking {
   /// thread: 55 → 44–49 µs (bench/norm_bench, alternated runs). Streamed (DRAM-sized) outputs keep one row
   /// at a time: grouping split their reads and writes into bursts and was slower (32768 × 8192: 96 → 108–138
   /// ms); so does the fused residual, whose prefetch pipeline (prefetch_bytes) is measured for that.
-  /// An fp32 γ or β whose offset within a vector differs from the rows' is copied to match them for at
-  /// least this many rows (a copy costs about what one row's misaligned γ and β loads do): 64 × 4096
-  /// layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
-  static constexpr std::size_t param_copy_min_rows = 8;
   static constexpr std::size_t column_chunk = 1024;
   static constexpr std::size_t group_bytes = std::size_t(256) << 10;
   static constexpr std::size_t max_group_rows = 64;
@@ -149,14 +145,19 @@ struct norm_blocking {
     if (residual || streamed || hidden <= column_chunk) return 1;
     return std::clamp<std::size_t>(group_bytes / (hidden * sizeof(float)), 1, max_group_rows);
   }
+  /// An fp32 γ or β whose offset within a vector differs from the rows' is copied to match them for at
+  /// least this many rows (a copy costs about what one row's misaligned γ and β loads do): 64 × 4096
+  /// layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
+  static constexpr std::size_t param_copy_min_rows = 8;
 };
 
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
 /// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
-/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s. `each_line(j)` runs once per
-/// vector step, for prefetching. f and each_line are taken by value, and the callers' lambdas capture by
-/// value: the SIMD stores may alias anything, so state reached through a reference would be reloaded from
-/// memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms instead of 2.5 on one thread).
+/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s.
+/// `each_line(j)` runs once per vector step, for prefetching. f and each_line are taken by value, and the
+/// callers' lambdas capture by value: the SIMD stores may alias anything, so state reached through a
+/// reference would be reloaded from memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms
+/// instead of 2.5 on one thread).
 template <class S, bool Stream, class TY, class F, class P>
 void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   using io = simd_io<S>;
@@ -167,7 +168,7 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   // x and y 16 bytes off a line: 45–50 µs unaligned, 36–37 µs with the head, 35 µs aligned (one thread).
   const auto anchor = Stream ? reinterpret_cast<std::uintptr_t>(out) : reinterpret_cast<std::uintptr_t>(s);
   const std::size_t misaligned = anchor % (L * sizeof(float)) / sizeof(float);
-  const std::size_t head = misaligned && anchor % sizeof(float) == 0 ? std::min(hidden, L - misaligned) : 0;
+  const std::size_t head = misaligned ? std::min(hidden, L - misaligned) : 0;
   if (head) io::store_n(out, f(0, S::load_n(s, head), head), head);
   std::size_t j = head;
   for (; j + L <= hidden; j += L) {

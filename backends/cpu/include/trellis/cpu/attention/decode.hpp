@@ -216,8 +216,7 @@ void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<cons
     float* pr = s + r * ld;
     const std::size_t c0 = std::clamp(t.keys[r].first, mine.first, mine.last) - mine.first;
     const std::size_t c1 = std::clamp(t.keys[r].last, mine.first, mine.last) - mine.first;
-    row_logits x{-std::numeric_limits<float>::infinity(), 1.0f};
-    if (c0 < c1) x = logits_of<S>(pr, c0, c1, scale, mask, t.mask_row[r] + mine.first);
+    const row_logits x = logits_of<S>(pr, c0, c1, scale, mask, t.mask_row[r] + mine.first);
     if (x.max == -std::numeric_limits<float>::infinity()) {  // nothing finite: P = 0, state stays empty
       std::fill(pr, pr + n, 0.0f);
       continue;

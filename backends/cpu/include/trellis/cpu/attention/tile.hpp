@@ -115,10 +115,10 @@ float row_max(const float* s, std::size_t c0, std::size_t c1) {
   return best;
 }
 
-/// The logits x = scale·s (+ mask) of columns [c0, c1) of one raw score row: their largest value, and the
-/// factor exponentiate must still apply to the row. Without a mask and with scale > 0 the row stays raw
-/// (max x = scale · max s, and scale·s is formed inside exponentiate's FMA: one pass over the row less);
-/// otherwise x is written in place and the factor is 1.
+/// The logits x = scale·s (+ mask) of columns [c0, c1) of one raw score row: their largest value (−inf for
+/// an empty range), and the factor exponentiate must still apply to the row. Without a mask and with
+/// scale > 0 the row stays raw (max x = scale · max s, and scale·s is formed inside exponentiate's FMA: one
+/// pass over the row less); otherwise x is written in place and the factor is 1.
 struct row_logits {
   float max;
   float pending_scale;
@@ -127,6 +127,7 @@ struct row_logits {
 template <class S>
 row_logits logits_of(float* s, std::size_t c0, std::size_t c1, float scale, const any_view& mask,
                      std::size_t mask_offset) {
+  if (c0 >= c1) return {-std::numeric_limits<float>::infinity(), 1.0f};
   if (!mask && scale > 0.0f) return {scale * row_max<S>(s, c0, c1), scale};
   if (!mask) return {scale_and_mask<S, float>(s, c0, c1, scale, nullptr), 1.0f};
   if (mask.type() == dtype::f32)
@@ -191,8 +192,7 @@ void attend_prepared_block(attention_rows& t, const attention_workspace& ws, con
     float* pr = s + r * KB;
     const std::size_t c0 = std::clamp(t.keys[r].first, j0, j0 + kb) - j0;
     const std::size_t c1 = std::clamp(t.keys[r].last, j0, j0 + kb) - j0;
-    row_logits x{-std::numeric_limits<float>::infinity(), 1.0f};
-    if (c0 < c1) x = logits_of<S>(pr, c0, c1, scale, mask, t.mask_row[r] + j0);
+    const row_logits x = logits_of<S>(pr, c0, c1, scale, mask, t.mask_row[r] + j0);
     const float m_new = std::max(t.m[r], x.max);
     if (m_new == -std::numeric_limits<float>::infinity()) {  // nothing finite seen yet: P = 0, state unchanged
       std::fill(pr, pr + kb, 0.0f);

@@ -70,6 +70,7 @@
 #include <vector>
 
 #include "trellis/core/error.hpp"
+#include "trellis/ops/attention.hpp"
 #include "trellis/systolic/core.hpp"
 #include "trellis/systolic/hbm.hpp"
 #include "trellis/systolic/isa.hpp"
@@ -202,17 +203,14 @@ void flash_attention_fwd(core<Machine>& nc, const std::vector<attention_head_gro
   const bool evict_scores = policy.evict_scores.value_or(spec.ports.vector_scalar_share_psum);
   auto chunks_of = [&](std::size_t keys) { return (keys + chunk - 1) / chunk; };
 
-  // Keys row i of a group with `keys` visible keys sees: [first_key(i), visible(i)) (empty when first ≥ visible).
-  auto visible = [&](std::size_t i, std::size_t keys) -> std::size_t {
-    if (!params.causal) return keys;
-    const std::int64_t limit = static_cast<std::int64_t>(i) + 1 + causal_offset;
-    return limit <= 0 ? 0 : std::min(keys, static_cast<std::size_t>(limit));
+  // Keys row i of a group with `keys` visible keys sees: [first_key(i), visible(i)) (empty when first ≥ visible),
+  // the library's causal limit and window (trellis::detail::visible_key_range, shared with every target) cut at
+  // the group's key length.
+  const attention_options visibility{.causal = params.causal, .window = params.window};
+  auto visible = [&](std::size_t i, std::size_t keys) {
+    return std::min(keys, trellis::detail::visible_key_range(i, 0, sq, skv, visibility).last);
   };
-  auto first_key = [&](std::size_t i) -> std::size_t {
-    if (!params.window) return 0;
-    const std::int64_t first = static_cast<std::int64_t>(i) + 1 + causal_offset - static_cast<std::int64_t>(*params.window);
-    return first <= 0 ? 0 : static_cast<std::size_t>(first);
-  };
+  auto first_key = [&](std::size_t i) { return trellis::detail::visible_key_range(i, 0, sq, skv, visibility).first; };
 
   // K/V storage: a whole kv head (resident) or one KV block (streamed). V keeps keys on partitions in pieces of
   // 128: piece t of the tile is columns [t·d, (t + 1)·d).
