@@ -434,6 +434,61 @@ CPU_TEST(Norm, GroupsOfLongRows) {
   check_norm<Target, float, float>(p, 124u);
 }
 
+CPU_TEST(Norm, OutputsPlacedJustAheadOfTheInputs) {
+  // y a few bytes past x modulo 4 KiB (as consecutive buffers from one allocator lie) makes trellis walk
+  // its rows backward, and γ and β within 1 KiB of y are copied away from it (see norm_blocking::alias_ring).
+  // Neither may change a value: every output must equal, bit for bit, the one written to a separate buffer.
+  // Cached groups of long rows, a row with a vector tail, rows shorter than a vector, and streamed outputs
+  // (past 16 MiB, whose head aligns y rather than x).
+  struct placement_case {
+    std::size_t rows, hidden;
+  };
+  std::mt19937 rng(130);
+  for (const placement_case c : {placement_case{19, 4096}, {5, 1000}, {9, 7}, {1030, 4100}})
+    for (const std::size_t lead : {1u, 4u, 16u, 100u})
+      for (const bool layer : {true, false}) {
+        SCOPED_TRACE(testing::Message() << (layer ? "layernorm " : "rmsnorm ") << c.rows << "x" << c.hidden
+                                        << ", y " << 4 * lead << " bytes past x modulo 4 KiB");
+        const std::size_t n = c.rows * c.hidden, ring = 1024;  // floats in 4 KiB
+        const std::size_t x_at = ring + 1, span = (n + ring - 1) / ring * ring;
+        // One arena: γ and β (at x's place in the ring, so lead floats behind y), then x, then y.
+        const std::size_t g_at = 1, b_at = g_at + (c.hidden + ring - 1) / ring * ring;
+        const std::size_t x_base = b_at + (c.hidden + ring - 1) / ring * ring + x_at - 1;
+        const std::size_t y_at = x_base + span + lead;
+        std::vector<float> arena(y_at + n + ring, nan_f);
+        for (std::size_t j = 0; j < c.hidden; ++j) {
+          arena[g_at + j] = std::uniform_real_distribution<float>(0.5f, 1.5f)(rng);
+          arena[b_at + j] = std::uniform_real_distribution<float>(-0.5f, 0.5f)(rng);
+        }
+        for (std::size_t i = 0; i < n; ++i) arena[x_base + i] = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
+        const std::vector<float> before = arena;
+        const tensor_view<const float, 2> x{arena.data() + x_base, {c.rows, c.hidden}};
+        const tensor_view<const float, 1> g{arena.data() + g_at, {c.hidden}}, b{arena.data() + b_at, {c.hidden}};
+        // The separate output lies half the ring from x (and γ, β): a forward walk, γ and β read in place.
+        std::vector<float> far(n + ring, nan_f);
+        const auto address = [](const void* q) { return reinterpret_cast<std::uintptr_t>(q); };
+        float* y_far = far.data() + (address(x.data()) + 4 * ring / 2 - address(far.data())) % (4 * ring) / 4;
+        const Target target = with_threads<Target>(1);
+        const auto run = [&](float* y) {
+          const tensor_view<float, 2> yv{y, {c.rows, c.hidden}};
+          if (layer) trellis::layernorm(target, x, g, b, yv);
+          else trellis::rmsnorm(target, x, g, yv);
+        };
+        run(y_far);
+        run(arena.data() + y_at);
+        std::size_t differ = 0, damaged = 0;
+        for (std::size_t i = 0; i < arena.size(); ++i) {
+          const bool in_y = i >= y_at && i < y_at + n;
+          if (in_y && trellis_test::bits_of(arena[i]) != trellis_test::bits_of(y_far[i - y_at]) && differ++ < 5)
+            ADD_FAILURE() << "y[" << (i - y_at) << "] = " << arena[i] << " next to x, " << y_far[i - y_at] << " apart";
+          if (!in_y && trellis_test::bits_of(arena[i]) != trellis_test::bits_of(before[i])) ++damaged;
+        }
+        EXPECT_EQ(differ, 0u);
+        EXPECT_EQ(damaged, 0u) << "wrote outside y";
+        if (differ || damaged) return;
+      }
+}
+
 CPU_TEST(Norm, LargeOutputsStreamed) {
   // Outputs past trellis's streaming threshold (16 MiB) go out through non-temporal stores: rows that
   // start off the 64-byte alignment, a hidden size with a tail, the fused residual with an fp32

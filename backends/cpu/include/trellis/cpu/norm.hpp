@@ -33,6 +33,16 @@ namespace cpu_detail {
 
 enum class norm_kind { layer, rms };
 
+/// How many of n floats starting at p come before a vector boundary: the head that aligns a pass over them,
+/// so that no vector load splits a cache line (64 × 4096 layernorm with rows 16 bytes off a line: the
+/// statistics pass takes 12.5 µs unaligned, 11.4 aligned).
+template <class S>
+std::size_t head_to_alignment(const void* p, std::size_t n) noexcept {
+  constexpr std::size_t L = S::lanes;
+  const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(p) % (L * sizeof(float)) / sizeof(float);
+  return misaligned ? std::min(n, L - misaligned) : 0;
+}
+
 /// Σ ((s_j − shift) − centre)^Power over a row (Power 1 or 2), four vector chains to hide the add latency.
 template <class S, int Power>
 float centred_sum(const float* s, std::size_t n, float shift, float centre) {
@@ -43,8 +53,14 @@ float centred_sum(const float* s, std::size_t n, float shift, float centre) {
     const vec d = S::sub(S::sub(x, vshift), vcentre);
     return Power == 2 ? S::mul(d, d) : d;
   };
-  vec acc0 = S::zero(), acc1 = S::zero(), acc2 = S::zero(), acc3 = S::zero();
+  const auto scalar_term = [&](float x) {
+    const float d = (x - shift) - centre;
+    return Power == 2 ? d * d : d;
+  };
+  float total = 0;
   std::size_t j = 0;
+  for (const std::size_t head = head_to_alignment<S>(s, n); j < head; ++j) total += scalar_term(s[j]);
+  vec acc0 = S::zero(), acc1 = S::zero(), acc2 = S::zero(), acc3 = S::zero();
   for (; j + 4 * L <= n; j += 4 * L) {
     acc0 = S::add(acc0, term(S::load(s + j)));
     acc1 = S::add(acc1, term(S::load(s + j + L)));
@@ -52,11 +68,8 @@ float centred_sum(const float* s, std::size_t n, float shift, float centre) {
     acc3 = S::add(acc3, term(S::load(s + j + 3 * L)));
   }
   for (; j + L <= n; j += L) acc0 = S::add(acc0, term(S::load(s + j)));
-  float total = S::reduce_add(S::add(S::add(acc0, acc1), S::add(acc2, acc3)));
-  for (; j < n; ++j) {
-    const float d = (s[j] - shift) - centre;
-    total += Power == 2 ? d * d : d;
-  }
+  total += S::reduce_add(S::add(S::add(acc0, acc1), S::add(acc2, acc3)));
+  for (; j < n; ++j) total += scalar_term(s[j]);
   return total;
 }
 
@@ -66,8 +79,15 @@ std::pair<float, float> shifted_moments(const float* s, std::size_t n, float shi
   using vec = typename S::vec;
   constexpr std::size_t L = S::lanes;
   const vec vshift = S::set(shift);
-  vec sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()}, sq[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  float total = 0, total_sq = 0;
+  const auto add_scalar = [&](float x) {
+    const float d = x - shift;
+    total += d;
+    total_sq += d * d;
+  };
   std::size_t j = 0;
+  for (const std::size_t head = head_to_alignment<S>(s, n); j < head; ++j) add_scalar(s[j]);
+  vec sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()}, sq[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
   for (; j + 4 * L <= n; j += 4 * L)
     for (std::size_t c = 0; c < 4; ++c) {
       const vec d = S::sub(S::load(s + j + c * L), vshift);
@@ -79,13 +99,9 @@ std::pair<float, float> shifted_moments(const float* s, std::size_t n, float shi
     sum[0] = S::add(sum[0], d);
     sq[0] = S::fma(d, d, sq[0]);
   }
-  float total = S::reduce_add(S::add(S::add(sum[0], sum[1]), S::add(sum[2], sum[3])));
-  float total_sq = S::reduce_add(S::add(S::add(sq[0], sq[1]), S::add(sq[2], sq[3])));
-  for (; j < n; ++j) {
-    const float d = s[j] - shift;
-    total += d;
-    total_sq += d * d;
-  }
+  total += S::reduce_add(S::add(S::add(sum[0], sum[1]), S::add(sum[2], sum[3])));
+  total_sq += S::reduce_add(S::add(S::add(sq[0], sq[1]), S::add(sq[2], sq[3])));
+  for (; j < n; ++j) add_scalar(s[j]);
   return {total, total_sq};
 }
 
@@ -149,11 +165,26 @@ struct norm_blocking {
   /// least this many rows (a copy costs about what one row's misaligned γ and β loads do): 64 × 4096
   /// layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
   static constexpr std::size_t param_copy_min_rows = 8;
+  /// A load waits for an older store still in the store queue whose address shares its low 12 bits
+  /// (Zen 4, "4K aliasing"). The write pass loads s, γ and β and stores y in lockstep, so a load stream that
+  /// lies a little behind y's in this ring of addresses meets, at every step, a store a few vectors old (64 ×
+  /// 4096 layernorm, one thread, γ and β k vectors behind y: k = 1: 45 µs, 2: 39, 4: 35, 8–16: 34, 32–64:
+  /// 33). write_row walks backward when s lies so (consecutive buffers from one allocator do: y = x + 16
+  /// bytes); params_as_f32 moves γ and β away from y.
+  static constexpr std::size_t alias_ring = 4096;
+  /// γ or β within this distance of y in the ring (either side: write_row may walk either way) is copied.
+  static constexpr std::size_t alias_bytes = 1024;
+  /// Loads of s trail the stores to out within the ring: a forward walk would stall on them.
+  static bool loads_trail_stores(const void* out, const void* s) noexcept {
+    const std::size_t ahead = (reinterpret_cast<std::uintptr_t>(out) - reinterpret_cast<std::uintptr_t>(s)) % alias_ring;
+    return ahead > 0 && ahead < alias_ring / 2;
+  }
 };
 
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
 /// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
-/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s.
+/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s. The walk
+/// goes backward when the loads of s would trail the stores (norm_blocking::loads_trail_stores).
 /// `each_line(j)` runs once per vector step, for prefetching. f and each_line are taken by value, and the
 /// callers' lambdas capture by value: the SIMD stores may alias anything, so state reached through a
 /// reference would be reloaded from memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms
@@ -166,42 +197,57 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   // stores need whole aligned lines), else of s, whose loads then never split a cache line (and out, when it
   // shares s's misalignment as rows from one allocator usually do, is aligned too). 64 × 4096 layernorm with
   // x and y 16 bytes off a line: 45–50 µs unaligned, 36–37 µs with the head, 35 µs aligned (one thread).
-  const auto anchor = Stream ? reinterpret_cast<std::uintptr_t>(out) : reinterpret_cast<std::uintptr_t>(s);
-  const std::size_t misaligned = anchor % (L * sizeof(float)) / sizeof(float);
-  const std::size_t head = misaligned ? std::min(hidden, L - misaligned) : 0;
-  if (head) io::store_n(out, f(0, S::load_n(s, head), head), head);
-  std::size_t j = head;
-  for (; j + L <= hidden; j += L) {
+  const std::size_t head = Stream ? head_to_alignment<S>(out, hidden) : head_to_alignment<S>(s, hidden);
+  const std::size_t body_end = head + (hidden - head) / L * L;
+  const auto part = [&](std::size_t j, std::size_t n) { io::store_n(out + j, f(j, S::load_n(s + j, n), n), n); };
+  const auto vector = [&](std::size_t j) {
     each_line(j);
     if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
     else io::store(out + j, f(j, S::load(s + j), L));
+  };
+  if (norm_blocking::loads_trail_stores(out, s)) {
+    if (body_end < hidden) part(body_end, hidden - body_end);
+    for (std::size_t j = body_end; j > head;) vector(j -= L);
+    if (head) part(0, head);
+  } else {
+    if (head) part(0, head);
+    for (std::size_t j = head; j < body_end; j += L) vector(j);
+    if (body_end < hidden) part(body_end, hidden - body_end);
   }
-  if (j < hidden) io::store_n(out + j, f(j, S::load_n(s + j, hidden - j), hidden - j), hidden - j);
 }
 
-/// γ and β (absent: null) as contiguous fp32 in the calling thread's scratch, starting at the offset within a
-/// vector of the rows' s (s_address: x's first row when s is x itself, 0 for the aligned row buffer):
-/// write_row aligns its loads of s, and then finds γ and β aligned too. Widened there from bf16; an fp32 γ
-/// or β is read in place, or copied there when it lies at another offset and there are enough rows to repay
-/// the copy (norm_blocking::param_copy_min_rows).
+/// γ and β (absent: null) as contiguous fp32 for the write pass, which loads them beside s and stores the
+/// outputs (y_address: the first output row). Widened from bf16, or an fp32 γ or β read in place, or copied
+/// when there are enough rows to repay the copy (norm_blocking::param_copy_min_rows) and it lies where its
+/// loads are slow:
+/// - at another offset within a vector than the rows' s (s_address: x's first row when s is x itself, 0 for
+///   the aligned row buffer): write_row aligns its loads of s, and then finds γ and β aligned too;
+/// - near y in the 4 KiB address ring (norm_blocking::alias_bytes): each load may then share its low 12
+///   address bits with a store a few vectors older, still in the store queue, and wait for it.
+/// The copies go half the ring away from y, at s's offset within a vector.
 template <class S>
 std::pair<const float*, const float*> params_as_f32(const any_view& gamma, const any_view& beta,
-                                                    std::uintptr_t s_address, std::size_t rows, std::size_t hidden) {
-  constexpr std::size_t L = S::lanes, V = L * sizeof(float);
-  const std::size_t pitch = (hidden + L - 1) / L * L + L;  // γ's and β's slots: hidden floats from the offset
-  float* scratch = thread_scratch(scratch_slot::row_params).get(2 * pitch + L);
-  float* slots = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(scratch) + V - 1) / V * V) +
-                 s_address % V / sizeof(float);
+                                                    std::uintptr_t s_address, std::uintptr_t y_address,
+                                                    std::size_t rows, std::size_t hidden) {
+  constexpr std::size_t V = S::lanes * sizeof(float), ring = norm_blocking::alias_ring;
+  const std::size_t pitch = (hidden * sizeof(float) + ring - 1) / ring * ring;  // bytes: β lies where γ does in the ring
+  float* scratch = thread_scratch(scratch_slot::row_params).get((2 * pitch + ring) / sizeof(float));
+  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(scratch);
+  const std::uintptr_t target = ((y_address + ring / 2) / V * V + s_address % V) % ring;  // γ's place in the ring
+  float* slots = reinterpret_cast<float*>(base + (target + ring - base % ring) % ring);
+  const auto slow = [&](const float* f) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(f);
+    const std::uintptr_t ahead = (a - y_address) % ring, behind = (y_address - a) % ring;
+    return a % V != s_address % V || (ahead > 0 && std::min(ahead, behind) < norm_blocking::alias_bytes);
+  };
   const auto as_f32 = [&](const any_view& p, float* slot) -> const float* {
     if (!p) return nullptr;
     const float* f = row_as_f32<S>(p, 0, p.stride(0), hidden, slot);  // in place when contiguous fp32
-    if (f == slot || rows < norm_blocking::param_copy_min_rows ||
-        reinterpret_cast<std::uintptr_t>(f) % V == reinterpret_cast<std::uintptr_t>(slot) % V)
-      return f;
+    if (f == slot || rows < norm_blocking::param_copy_min_rows || !slow(f)) return f;
     std::copy(f, f + hidden, slot);
     return slot;
   };
-  return {as_f32(gamma, slots), as_f32(beta, slots + pitch)};
+  return {as_f32(gamma, slots), as_f32(beta, slots + pitch / sizeof(float))};
 }
 
 /// The row s = x (+ r) that the statistics and the write pass read, as contiguous fp32: x itself, or built
@@ -241,7 +287,8 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
   // itself for fp32 rows without a residual, else the aligned row buffer).
   const bool s_is_x = std::is_same_v<TX, float> && !opts.residual;
   const std::uintptr_t s_address = s_is_x ? reinterpret_cast<std::uintptr_t>(detail::row_pointer(x, 0)) : 0;
-  const auto params = params_as_f32<S>(gamma, beta, s_address, rows, hidden);
+  const auto params = params_as_f32<S>(gamma, beta, s_address, reinterpret_cast<std::uintptr_t>(detail::row_pointer(y, 0)),
+                                       rows, hidden);
   const float* g = params.first;
   const float* b = params.second;
   const std::size_t ahead =
@@ -300,11 +347,15 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
           const vec vshift = S::set(rp.shift), vcentre = S::set(rp.centre), vrstd = S::set(rp.rstd);
           const float* gc = g ? g + c0 : nullptr;
           const float* bc = b ? b + c0 : nullptr;
+          // x̂·γ + β is one explicit fma: left to the compiler, the contraction could differ between the
+          // vector body and the masked head and tail, and an output's last bit with y's alignment.
           const auto normalized = [=](std::size_t j, vec sj, std::size_t n) {
-            vec out = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
-            if (gc) out = S::mul(out, n == L ? S::load(gc + j) : S::load_n(gc + j, n));
-            if (bc) out = S::add(out, n == L ? S::load(bc + j) : S::load_n(bc + j, n));
-            return out;
+            const auto param = [&](const float* p) { return n == L ? S::load(p + j) : S::load_n(p + j, n); };
+            const vec xhat = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
+            if (gc && bc) return S::fma(xhat, param(gc), param(bc));
+            if (gc) return S::mul(xhat, param(gc));
+            if (bc) return S::add(xhat, param(bc));
+            return xhat;
           };
           // While this row is written from cache, pull row + ahead of x and r towards L2: the statistics
           // passes leave DRAM idle otherwise, and with two streams the hardware prefetcher falls behind.
