@@ -170,7 +170,8 @@ struct norm_blocking {
   /// lies a little behind y's in this ring of addresses meets, at every step, a store a few vectors old (64 ×
   /// 4096 layernorm, one thread, γ and β k vectors behind y: k = 1: 45 µs, 2: 39, 4: 35, 8–16: 34, 32–64:
   /// 33). write_row walks backward when s lies so (consecutive buffers from one allocator do: y = x + 16
-  /// bytes); params_as_f32 moves γ and β away from y.
+  /// bytes) and y is cached; params_as_f32 moves γ and β away from y. Streamed rows always walk forward:
+  /// backward, their non-temporal stores ran slower still (8192 × 1024, y = x + 16 bytes: 4.8 against 3.3 ms).
   static constexpr std::size_t alias_ring = 4096;
   /// γ or β within this distance of y in the ring (either side: write_row may walk either way) is copied.
   static constexpr std::size_t alias_bytes = 1024;
@@ -183,8 +184,8 @@ struct norm_blocking {
 
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
 /// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
-/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s. The walk
-/// goes backward when the loads of s would trail the stores (norm_blocking::loads_trail_stores).
+/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s, and the
+/// walk goes backward when the loads of s would trail the stores (norm_blocking::loads_trail_stores).
 /// `each_line(j)` runs once per vector step, for prefetching. f and each_line are taken by value, and the
 /// callers' lambdas capture by value: the SIMD stores may alias anything, so state reached through a
 /// reference would be reloaded from memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms
@@ -205,11 +206,16 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
     if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
     else io::store(out + j, f(j, S::load(s + j), L));
   };
-  if (norm_blocking::loads_trail_stores(out, s)) {
+  if (!Stream && norm_blocking::loads_trail_stores(out, s)) {
     if (body_end < hidden) part(body_end, hidden - body_end);
     for (std::size_t j = body_end; j > head;) vector(j -= L);
     if (head) part(0, head);
   } else {
+    // A streamed row's tail is an ordinary store, into a line (shared with the next row's head when rows
+    // are contiguous) that must first be read from DRAM; stores commit in order, so that read held up the
+    // row's non-temporal stores behind it. Requested now, it arrives while the body is written (8192 × 1024
+    // layernorm, rows 16 bytes off a line, one thread: 2.42 → 1.98 ms; 1.78 with rows on a line).
+    if (Stream && body_end < hidden) __builtin_prefetch(out + body_end, 1, 3);
     if (head) part(0, head);
     for (std::size_t j = head; j < body_end; j += L) vector(j);
     if (body_end < hidden) part(body_end, hidden - body_end);
@@ -220,25 +226,26 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
 /// outputs (y_address: the first output row). Widened from bf16, or an fp32 γ or β read in place, or copied
 /// when there are enough rows to repay the copy (norm_blocking::param_copy_min_rows) and it lies where its
 /// loads are slow:
-/// - at another offset within a vector than the rows' s (s_address: x's first row when s is x itself, 0 for
-///   the aligned row buffer): write_row aligns its loads of s, and then finds γ and β aligned too;
+/// - at another offset within a vector than the vectors write_row's body aligns (body_address: y's first row
+///   when the outputs are streamed, else s's: x's first row when s is x itself, 0 for the aligned row
+///   buffer), so that γ and β are loaded aligned too;
 /// - near y in the 4 KiB address ring (norm_blocking::alias_bytes): each load may then share its low 12
 ///   address bits with a store a few vectors older, still in the store queue, and wait for it.
-/// The copies go half the ring away from y, at s's offset within a vector.
+/// The copies go half the ring away from y, at body_address's offset within a vector.
 template <class S>
 std::pair<const float*, const float*> params_as_f32(const any_view& gamma, const any_view& beta,
-                                                    std::uintptr_t s_address, std::uintptr_t y_address,
+                                                    std::uintptr_t body_address, std::uintptr_t y_address,
                                                     std::size_t rows, std::size_t hidden) {
   constexpr std::size_t V = S::lanes * sizeof(float), ring = norm_blocking::alias_ring;
   const std::size_t pitch = (hidden * sizeof(float) + ring - 1) / ring * ring;  // bytes: β lies where γ does in the ring
   float* scratch = thread_scratch(scratch_slot::row_params).get((2 * pitch + ring) / sizeof(float));
   const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(scratch);
-  const std::uintptr_t target = ((y_address + ring / 2) / V * V + s_address % V) % ring;  // γ's place in the ring
+  const std::uintptr_t target = ((y_address + ring / 2) / V * V + body_address % V) % ring;  // γ's place in the ring
   float* slots = reinterpret_cast<float*>(base + (target + ring - base % ring) % ring);
   const auto slow = [&](const float* f) {
     const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(f);
     const std::uintptr_t ahead = (a - y_address) % ring, behind = (y_address - a) % ring;
-    return a % V != s_address % V || (ahead > 0 && std::min(ahead, behind) < norm_blocking::alias_bytes);
+    return a % V != body_address % V || (ahead > 0 && std::min(ahead, behind) < norm_blocking::alias_bytes);
   };
   const auto as_f32 = [&](const any_view& p, float* slot) -> const float* {
     if (!p) return nullptr;
@@ -283,12 +290,14 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
   using vec = typename S::vec;
   constexpr std::size_t L = S::lanes;
   if (rows == 0 || hidden == 0) return;
-  // γ and β, prepared once by the calling thread and shared read-only by the workers, aligned like s (x
-  // itself for fp32 rows without a residual, else the aligned row buffer).
+  // γ and β, prepared once by the calling thread and shared read-only by the workers, aligned like the
+  // vectors of write_row's body: y's when streamed, else s's (x itself for fp32 rows without a residual,
+  // else the aligned row buffer).
   const bool s_is_x = std::is_same_v<TX, float> && !opts.residual;
-  const std::uintptr_t s_address = s_is_x ? reinterpret_cast<std::uintptr_t>(detail::row_pointer(x, 0)) : 0;
-  const auto params = params_as_f32<S>(gamma, beta, s_address, reinterpret_cast<std::uintptr_t>(detail::row_pointer(y, 0)),
-                                       rows, hidden);
+  const auto y_address = reinterpret_cast<std::uintptr_t>(detail::row_pointer(y, 0));
+  const std::uintptr_t body_address =
+      Stream ? y_address : s_is_x ? reinterpret_cast<std::uintptr_t>(detail::row_pointer(x, 0)) : 0;
+  const auto params = params_as_f32<S>(gamma, beta, body_address, y_address, rows, hidden);
   const float* g = params.first;
   const float* b = params.second;
   const std::size_t ahead =
