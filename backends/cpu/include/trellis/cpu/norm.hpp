@@ -3,7 +3,9 @@
 // norm_blocking::group_rows), in SIMD, rows split statically over threads.
 //
 // Each row is read from DRAM once: s = x (+ r) is formed in a per-thread fp32 row buffer (or read in
-// place when x already is contiguous fp32). Statistics take one pass over that L1/L2-hot row: Σd and Σd²
+// place when x already is contiguous fp32, or built in residual_out's row when that is cached fp32). The
+// write pass then reads s, γ and β and writes y in an order and at addresses chosen against 4K aliasing
+// (norm_blocking::alias_ring). Statistics take one pass over that L1/L2-hot row: Σd and Σd²
 // of d = s − shift, with the shift the mean of the row's first vector, so the mean of a row like 1e4 +
 // noise keeps the noise's precision. When the row's mean lies more than one standard deviation from the
 // shift (var_d < mean_d², where E[d²] − E[d]² would lose more than one bit to cancellation) the row takes
