@@ -429,6 +429,9 @@ CPU_TEST(Norm, GroupsOfLongRows) {
     if (!check_norm<Target, float, float>({.layer = layer, .rows = 21, .hidden = 4096, .outlier_head = true}, 123u))
       return;
   }
+  // bf16 rows widened into the group's buffer, split over two threads (≥ 1 MiB of x each) at a row that is
+  // not the first of a group on one thread: threads 1 and 2 must still agree bit for bit.
+  if (!check_norm<Target, bf16, float>({.rows = 1100, .hidden = 1025}, 126u)) return;
   norm_params p{.rows = 40, .hidden = 2500, .pad = 1};
   p.aliasing = alias::y_is_x;
   check_norm<Target, float, float>(p, 124u);
@@ -439,15 +442,17 @@ CPU_TEST(Norm, OutputsPlacedJustAheadOfTheInputs) {
   // its rows backward, and γ and β within 1 KiB of y are copied away from it (see norm_blocking::alias_ring).
   // Neither may change a value: every output must equal, bit for bit, the one written to a separate buffer.
   // Cached groups of long rows, a row with a vector tail, rows shorter than a vector, and streamed outputs
-  // (past 16 MiB, whose head aligns y rather than x).
+  // (past 16 MiB, whose head aligns y rather than x); layernorm with γ and β and with β alone, rmsnorm.
   struct placement_case {
     std::size_t rows, hidden;
   };
   std::mt19937 rng(130);
   for (const placement_case c : {placement_case{19, 4096}, {5, 1000}, {9, 7}, {1030, 4100}})
     for (const std::size_t lead : {1u, 4u, 16u, 100u})
-      for (const bool layer : {true, false}) {
-        SCOPED_TRACE(testing::Message() << (layer ? "layernorm " : "rmsnorm ") << c.rows << "x" << c.hidden
+      for (const int op : {0, 1, 2}) {  // layernorm with γ and β, layernorm with β alone, rmsnorm
+        const bool layer = op < 2;
+        SCOPED_TRACE(testing::Message() << (op == 0 ? "layernorm " : op == 1 ? "layernorm without gamma " : "rmsnorm ")
+                                        << c.rows << "x" << c.hidden
                                         << ", y " << 4 * lead << " bytes past x modulo 4 KiB");
         const std::size_t n = c.rows * c.hidden, ring = 1024;  // floats in 4 KiB
         const std::size_t x_at = ring + 1, span = (n + ring - 1) / ring * ring;
@@ -471,7 +476,7 @@ CPU_TEST(Norm, OutputsPlacedJustAheadOfTheInputs) {
         const Target target = with_threads<Target>(1);
         const auto run = [&](float* y) {
           const tensor_view<float, 2> yv{y, {c.rows, c.hidden}};
-          if (layer) trellis::layernorm(target, x, g, b, yv);
+          if (layer) trellis::layernorm(target, x, op == 0 ? any_view(g) : any_view{}, b, yv);
           else trellis::rmsnorm(target, x, g, yv);
         };
         run(y_far);

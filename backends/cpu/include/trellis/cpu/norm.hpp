@@ -3,14 +3,14 @@
 // norm_blocking::group_rows), in SIMD, rows split statically over threads.
 //
 // Each row is read from DRAM once: s = x (+ r) is formed in a per-thread fp32 row buffer (or read in
-// place when x already is contiguous fp32, or built in residual_out's row when that is cached fp32). The
-// write pass then reads s, γ and β and writes y in an order and at addresses chosen against 4K aliasing
-// (norm_blocking::alias_ring). Statistics take one pass over that L1/L2-hot row: Σd and Σd²
+// place when x already is contiguous fp32, or built in residual_out's row when that is cached fp32).
+// Statistics take one pass over that L1/L2-hot row: Σd and Σd²
 // of d = s − shift, with the shift the mean of the row's first vector, so the mean of a row like 1e4 +
 // noise keeps the noise's precision. When the row's mean lies more than one standard deviation from the
 // shift (var_d < mean_d², where E[d²] − E[d]² would lose more than one bit to cancellation) the row takes
 // two passes instead: the mean, then Σ(d − mean_d)². The fused residual normalises the fp32 sum x + r (the
-// value written to residual_out is that sum rounded to its type).
+// value written to residual_out is that sum rounded to its type). The write pass then reads s, γ and β and
+// writes y in an order, and with γ and β at addresses, chosen against 4K aliasing (norm_blocking::alias_ring).
 
 #include <algorithm>
 #include <array>
@@ -35,9 +35,9 @@ namespace cpu_detail {
 
 enum class norm_kind { layer, rms };
 
-/// How many of n floats starting at p come before a vector boundary: the head that aligns a pass over them,
-/// so that no vector load splits a cache line (64 × 4096 layernorm with rows 16 bytes off a line: the
-/// statistics pass takes 12.5 µs unaligned, 11.4 aligned).
+/// How many of n floats starting at p come before a vector boundary: the head that aligns write_row's
+/// vectors. (The statistics passes do not align: their order of summation, and so a row's last bits,
+/// would then depend on the row's address, and copies of the same input could normalise differently.)
 template <class S>
 std::size_t head_to_alignment(const void* p, std::size_t n) noexcept {
   constexpr std::size_t L = S::lanes;
@@ -55,14 +55,8 @@ float centred_sum(const float* s, std::size_t n, float shift, float centre) {
     const vec d = S::sub(S::sub(x, vshift), vcentre);
     return Power == 2 ? S::mul(d, d) : d;
   };
-  const auto scalar_term = [&](float x) {
-    const float d = (x - shift) - centre;
-    return Power == 2 ? d * d : d;
-  };
-  float total = 0;
-  std::size_t j = 0;
-  for (const std::size_t head = head_to_alignment<S>(s, n); j < head; ++j) total += scalar_term(s[j]);
   vec acc0 = S::zero(), acc1 = S::zero(), acc2 = S::zero(), acc3 = S::zero();
+  std::size_t j = 0;
   for (; j + 4 * L <= n; j += 4 * L) {
     acc0 = S::add(acc0, term(S::load(s + j)));
     acc1 = S::add(acc1, term(S::load(s + j + L)));
@@ -70,8 +64,11 @@ float centred_sum(const float* s, std::size_t n, float shift, float centre) {
     acc3 = S::add(acc3, term(S::load(s + j + 3 * L)));
   }
   for (; j + L <= n; j += L) acc0 = S::add(acc0, term(S::load(s + j)));
-  total += S::reduce_add(S::add(S::add(acc0, acc1), S::add(acc2, acc3)));
-  for (; j < n; ++j) total += scalar_term(s[j]);
+  float total = S::reduce_add(S::add(S::add(acc0, acc1), S::add(acc2, acc3)));
+  for (; j < n; ++j) {
+    const float d = (s[j] - shift) - centre;
+    total += Power == 2 ? d * d : d;
+  }
   return total;
 }
 
@@ -81,15 +78,8 @@ std::pair<float, float> shifted_moments(const float* s, std::size_t n, float shi
   using vec = typename S::vec;
   constexpr std::size_t L = S::lanes;
   const vec vshift = S::set(shift);
-  float total = 0, total_sq = 0;
-  const auto add_scalar = [&](float x) {
-    const float d = x - shift;
-    total += d;
-    total_sq += d * d;
-  };
-  std::size_t j = 0;
-  for (const std::size_t head = head_to_alignment<S>(s, n); j < head; ++j) add_scalar(s[j]);
   vec sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()}, sq[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  std::size_t j = 0;
   for (; j + 4 * L <= n; j += 4 * L)
     for (std::size_t c = 0; c < 4; ++c) {
       const vec d = S::sub(S::load(s + j + c * L), vshift);
@@ -101,9 +91,13 @@ std::pair<float, float> shifted_moments(const float* s, std::size_t n, float shi
     sum[0] = S::add(sum[0], d);
     sq[0] = S::fma(d, d, sq[0]);
   }
-  total += S::reduce_add(S::add(S::add(sum[0], sum[1]), S::add(sum[2], sum[3])));
-  total_sq += S::reduce_add(S::add(S::add(sq[0], sq[1]), S::add(sq[2], sq[3])));
-  for (; j < n; ++j) add_scalar(s[j]);
+  float total = S::reduce_add(S::add(S::add(sum[0], sum[1]), S::add(sum[2], sum[3])));
+  float total_sq = S::reduce_add(S::add(S::add(sq[0], sq[1]), S::add(sq[2], sq[3])));
+  for (; j < n; ++j) {
+    const float d = s[j] - shift;
+    total += d;
+    total_sq += d * d;
+  }
   return {total, total_sq};
 }
 
@@ -163,9 +157,9 @@ struct norm_blocking {
     if (residual || streamed || hidden <= column_chunk) return 1;
     return std::clamp<std::size_t>(group_bytes / (hidden * sizeof(float)), 1, max_group_rows);
   }
-  /// An fp32 γ or β whose offset within a vector differs from the rows' is copied to match them for at
-  /// least this many rows (a copy costs about what one row's misaligned γ and β loads do): 64 × 4096
-  /// layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
+  /// An fp32 γ or β whose loads would be slow (another offset within a vector than the rows', or too near
+  /// y: see params_as_f32) is copied for at least this many rows (a copy costs about what one row's
+  /// misaligned γ and β loads do): 64 × 4096 layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
   static constexpr std::size_t param_copy_min_rows = 8;
   /// A load waits for an older store still in the store queue whose address shares its low 12 bits
   /// (Zen 4, "4K aliasing"). The write pass loads s, γ and β and stores y in lockstep, so a load stream that
@@ -175,7 +169,10 @@ struct norm_blocking {
   /// bytes) and y is cached; params_as_f32 moves γ and β away from y. Streamed rows always walk forward:
   /// backward, their non-temporal stores ran slower still (8192 × 1024, y = x + 16 bytes: 4.8 against 3.3 ms).
   static constexpr std::size_t alias_ring = 4096;
-  /// γ or β within this distance of y in the ring (either side: write_row may walk either way) is copied.
+  /// γ or β within this distance of y in the ring (either side: write_row may walk either way) is copied;
+  /// at exactly y's place it is not: there each load meets only the store of a whole ring (64 vectors) ago.
+  /// For bf16 y, which advances 2 bytes per element against s's 4, the distance drifts along a row: the
+  /// placement then helps less, but it never costs correctness.
   static constexpr std::size_t alias_bytes = 1024;
   /// Loads of s trail the stores to out within the ring: a forward walk would stall on them.
   static bool loads_trail_stores(const void* out, const void* s) noexcept {
@@ -202,15 +199,17 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
   // x and y 16 bytes off a line: 45–50 µs unaligned, 36–37 µs with the head, 35 µs aligned (one thread).
   const std::size_t head = Stream ? head_to_alignment<S>(out, hidden) : head_to_alignment<S>(s, hidden);
   const std::size_t body_end = head + (hidden - head) / L * L;
+  // (These two capture by reference, unlike the callers' lambdas: they are local and inlined, so nothing is
+  // reached through memory.)
   const auto part = [&](std::size_t j, std::size_t n) { io::store_n(out + j, f(j, S::load_n(s + j, n), n), n); };
-  const auto vector = [&](std::size_t j) {
+  const auto whole = [&](std::size_t j) {
     each_line(j);
     if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
     else io::store(out + j, f(j, S::load(s + j), L));
   };
   if (!Stream && norm_blocking::loads_trail_stores(out, s)) {
     if (body_end < hidden) part(body_end, hidden - body_end);
-    for (std::size_t j = body_end; j > head;) vector(j -= L);
+    for (std::size_t j = body_end; j > head;) whole(j -= L);
     if (head) part(0, head);
   } else {
     // A streamed row's tail is an ordinary store, into a line (shared with the next row's head when rows
@@ -219,7 +218,7 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
     // layernorm, rows 16 bytes off a line, one thread: 2.42 → 1.98 ms; 1.78 with rows on a line).
     if (Stream && body_end < hidden) __builtin_prefetch(out + body_end, 1, 3);
     if (head) part(0, head);
-    for (std::size_t j = head; j < body_end; j += L) vector(j);
+    for (std::size_t j = head; j < body_end; j += L) whole(j);
     if (body_end < hidden) part(body_end, hidden - body_end);
   }
 }
@@ -229,8 +228,8 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
 /// when there are enough rows to repay the copy (norm_blocking::param_copy_min_rows) and it lies where its
 /// loads are slow:
 /// - at another offset within a vector than the vectors write_row's body aligns (body_address: y's first row
-///   when the outputs are streamed, else s's: x's first row when s is x itself, 0 for the aligned row
-///   buffer), so that γ and β are loaded aligned too;
+///   when the outputs are streamed, else s's: x's first row when s is x itself, residual_out's first row
+///   when s is built there, 0 for the aligned row buffer), so that γ and β are loaded aligned too;
 /// - near y in the 4 KiB address ring (norm_blocking::alias_bytes): each load may then share its low 12
 ///   address bits with a store a few vectors older, still in the store queue, and wait for it.
 /// The copies go half the ring away from y, at body_address's offset within a vector.
@@ -373,15 +372,15 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
           const vec vshift = S::set(rp.shift), vcentre = S::set(rp.centre), vrstd = S::set(rp.rstd);
           const float* gc = g ? g + c0 : nullptr;
           const float* bc = b ? b + c0 : nullptr;
-          // x̂·γ + β is one explicit fma: left to the compiler, the contraction could differ between the
-          // vector body and the masked head and tail, and an output's last bit with y's alignment.
+          // Every product that meets a sum is one explicit fma (x̂·γ + β, or d·rstd + β without γ): left to
+          // the compiler, the contraction could differ between the vector body and the masked head and tail,
+          // and an output's last bit with y's alignment.
           const auto normalized = [=](std::size_t j, vec sj, std::size_t n) {
             const auto param = [&](const float* p) { return n == L ? S::load(p + j) : S::load_n(p + j, n); };
-            const vec xhat = S::mul(S::sub(S::sub(sj, vshift), vcentre), vrstd);
-            if (gc && bc) return S::fma(xhat, param(gc), param(bc));
-            if (gc) return S::mul(xhat, param(gc));
-            if (bc) return S::add(xhat, param(bc));
-            return xhat;
+            const vec d = S::sub(S::sub(sj, vshift), vcentre);
+            if (!gc) return bc ? S::fma(d, vrstd, param(bc)) : S::mul(d, vrstd);
+            const vec xhat = S::mul(d, vrstd);
+            return bc ? S::fma(xhat, param(gc), param(bc)) : S::mul(xhat, param(gc));
           };
           // While this row is written from cache, pull row + ahead of x and r towards L2: the statistics
           // passes leave DRAM idle otherwise, and with two streams the hardware prefetcher falls behind.
