@@ -181,24 +181,38 @@ struct norm_blocking {
   }
 };
 
+/// A streamed row's partial last vector, held until the next row, which continues it in memory, completes
+/// it: the two then go out as one non-temporal store instead of two ordinary masked stores into a line that
+/// must first be read from DRAM (stores commit in order, so that read held up the row's non-temporal stores
+/// behind it). 8192 × 1024 layernorm, rows 16 bytes off a line, one thread (bench/norm_bench): 2.17–2.20
+/// ms with the line prefetched for writing instead, 1.79–1.99 with the carry; 2.42 with neither (harness).
+struct stream_carry {
+  alignas(64) float v[16];
+  float* at = nullptr;    // where v[0] goes
+  std::size_t count = 0;  // elements held (fewer than a vector)
+};
+
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
-/// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores
-/// (a head to the alignment and the tail use ordinary masked stores); without, the head aligns s, and the
-/// walk goes backward when the loads of s would trail the stores (norm_blocking::loads_trail_stores).
+/// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores,
+/// a head to the alignment and the tail through ordinary masked stores, except where `carry` joins this
+/// row's head to the previous row's tail and keeps this row's tail for the next (stream_carry); without
+/// Stream, the head aligns s, and the walk goes backward when the loads of s would trail the stores
+/// (norm_blocking::loads_trail_stores).
 /// `each_line(j)` runs once per vector step, for prefetching. f and each_line are taken by value, and the
 /// callers' lambdas capture by value: the SIMD stores may alias anything, so state reached through a
 /// reference would be reloaded from memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms
 /// instead of 2.5 on one thread).
 template <class S, bool Stream, class TY, class F, class P>
-void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
+void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line, stream_carry* carry = nullptr) {
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
+  static_assert(L <= 16, "stream_carry holds one vector");
   // A head of fewer than L elements brings the body to a vector boundary: of out with Stream (non-temporal
   // stores need whole aligned lines), else of s, whose loads then never split a cache line (and out, when it
   // shares s's misalignment as rows from one allocator usually do, is aligned too). 64 × 4096 layernorm with
   // x and y 16 bytes off a line: 45–50 µs unaligned, 36–37 µs with the head, 35 µs aligned (one thread).
   const std::size_t head = Stream ? head_to_alignment<S>(out, hidden) : head_to_alignment<S>(s, hidden);
-  const std::size_t body_end = head + (hidden - head) / L * L;
+  const std::size_t body_end = head + (hidden - head) / L * L, tail = hidden - body_end;
   // (These two capture by reference, unlike the callers' lambdas: they are local and inlined, so nothing is
   // reached through memory.)
   const auto part = [&](std::size_t j, std::size_t n) { io::store_n(out + j, f(j, S::load_n(s + j, n), n), n); };
@@ -207,20 +221,44 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line) {
     if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
     else io::store(out + j, f(j, S::load(s + j), L));
   };
-  if (!Stream && norm_blocking::loads_trail_stores(out, s)) {
-    if (body_end < hidden) part(body_end, hidden - body_end);
+  if constexpr (Stream) {
+    if (tail && !carry) __builtin_prefetch(out + body_end, 1, 3);  // its line, for writing (see stream_carry)
+    if (carry && carry->count) {
+      if (head && carry->at + carry->count == reinterpret_cast<float*>(out) && carry->count + head == L) {
+        S::store_n(carry->v + carry->count, f(0, S::load_n(s, head), head), head);
+        S::stream(carry->at, S::load(carry->v));
+      } else {
+        S::store_n(carry->at, S::load(carry->v), carry->count);
+        if (head) part(0, head);
+      }
+      carry->count = 0;
+    } else if (head) {
+      part(0, head);
+    }
+    for (std::size_t j = head; j < body_end; j += L) whole(j);
+    if (tail && carry) {
+      S::store(carry->v, f(body_end, S::load_n(s + body_end, tail), tail));
+      carry->at = reinterpret_cast<float*>(out) + body_end;
+      carry->count = tail;
+    } else if (tail) {
+      part(body_end, tail);
+    }
+  } else if (norm_blocking::loads_trail_stores(out, s)) {
+    if (tail) part(body_end, tail);
     for (std::size_t j = body_end; j > head;) whole(j -= L);
     if (head) part(0, head);
   } else {
-    // A streamed row's tail is an ordinary store, into a line (shared with the next row's head when rows
-    // are contiguous) that must first be read from DRAM; stores commit in order, so that read held up the
-    // row's non-temporal stores behind it. Requested now, it arrives while the body is written (8192 × 1024
-    // layernorm, rows 16 bytes off a line, one thread: 2.42 → 1.98 ms; 1.78 with rows on a line).
-    if (Stream && body_end < hidden) __builtin_prefetch(out + body_end, 1, 3);
     if (head) part(0, head);
     for (std::size_t j = head; j < body_end; j += L) whole(j);
-    if (body_end < hidden) part(body_end, hidden - body_end);
+    if (tail) part(body_end, tail);
   }
+}
+
+/// Writes what a stream_carry still holds (the last row of a thread's share) with an ordinary store.
+template <class S>
+void flush(stream_carry& carry) {
+  if (carry.count) S::store_n(carry.at, S::load(carry.v), carry.count);
+  carry.count = 0;
 }
 
 /// γ and β (absent: null) as contiguous fp32 for the write pass, which loads them beside s and stores the
@@ -356,6 +394,7 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
       float shift, centre, rstd;
     };
     std::array<row_plan, norm_blocking::max_group_rows> plan;
+    stream_carry carry;  // streamed y only (Stream rows are not grouped, so they come one after another)
     for (std::size_t g0 = first; g0 < last; g0 += group) {
       const std::size_t group_end = std::min(last, g0 + group);
       for (std::size_t row = g0; row < group_end; ++row) {
@@ -387,16 +426,19 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
           // (Prefetching rows are not grouped: chunk = hidden, c0 = 0.)
           if (prefetching && row + ahead < last) {
             const row_lines p = lines_of(row + ahead);
-            write_row<S, Stream>(yr, rp.s + c0, width, normalized, [=](std::size_t j) {
-              if (j % line < L) prefetch(p, j);
-            });
+            write_row<S, Stream>(
+                yr, rp.s + c0, width, normalized, [=](std::size_t j) { if (j % line < L) prefetch(p, j); },
+                Stream ? &carry : nullptr);
           } else {
-            write_row<S, Stream>(yr, rp.s + c0, width, normalized, [](std::size_t) {});
+            write_row<S, Stream>(yr, rp.s + c0, width, normalized, [](std::size_t) {}, Stream ? &carry : nullptr);
           }
         }
       }
     }
-    if constexpr (Stream) S::stream_fence();
+    if constexpr (Stream) {
+      flush<S>(carry);
+      S::stream_fence();
+    }
   });
 }
 
