@@ -455,11 +455,11 @@ CPU_TEST(Norm, OutputsPlacedJustAheadOfTheInputs) {
                                         << c.rows << "x" << c.hidden
                                         << ", y " << 4 * lead << " bytes past x modulo 4 KiB");
         const std::size_t n = c.rows * c.hidden, ring = 1024;  // floats in 4 KiB
-        const std::size_t x_at = ring + 1, span = (n + ring - 1) / ring * ring;
-        // One arena: γ and β (at x's place in the ring, so lead floats behind y), then x, then y.
-        const std::size_t g_at = 1, b_at = g_at + (c.hidden + ring - 1) / ring * ring;
-        const std::size_t x_base = b_at + (c.hidden + ring - 1) / ring * ring + x_at - 1;
-        const std::size_t y_at = x_base + span + lead;
+        const auto whole_rings = [&](std::size_t floats) { return (floats + ring - 1) / ring * ring; };
+        // One arena: γ, β and x at one place in the ring (one float past the arena's start), then y, lead
+        // floats further on.
+        const std::size_t g_at = 1, b_at = g_at + whole_rings(c.hidden), x_base = b_at + whole_rings(c.hidden);
+        const std::size_t y_at = x_base + whole_rings(n) + lead;
         std::vector<float> arena(y_at + n + ring, nan_f);
         for (std::size_t j = 0; j < c.hidden; ++j) {
           arena[g_at + j] = std::uniform_real_distribution<float>(0.5f, 1.5f)(rng);

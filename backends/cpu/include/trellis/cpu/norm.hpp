@@ -176,7 +176,8 @@ struct norm_blocking {
   static constexpr std::size_t alias_bytes = 1024;
   /// Loads of s trail the stores to out within the ring: a forward walk would stall on them.
   static bool loads_trail_stores(const void* out, const void* s) noexcept {
-    const std::size_t ahead = (reinterpret_cast<std::uintptr_t>(out) - reinterpret_cast<std::uintptr_t>(s)) % alias_ring;
+    const auto address = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+    const std::size_t ahead = (address(out) - address(s)) % alias_ring;
     return ahead > 0 && ahead < alias_ring / 2;
   }
 };
@@ -190,13 +191,43 @@ struct stream_carry {
   alignas(64) float v[16];
   float* at = nullptr;    // where v[0] goes
   std::size_t count = 0;  // elements held (fewer than a vector)
+
+  /// Holds the first n lanes of `values`, which go to `where`.
+  template <class S>
+  void hold(float* where, typename S::vec values, std::size_t n) {
+    static_assert(S::lanes <= 16, "stream_carry holds one vector");
+    S::store(v, values);
+    at = where;
+    count = n;
+  }
+  /// Before a row that starts at `out`, `head` elements short of a vector boundary: when the row continues
+  /// what is held, completes it with head_values() and streams it (returns true: the head is written);
+  /// otherwise writes what is held with an ordinary store (returns false).
+  template <class S, class H>
+  bool join(float* out, std::size_t head, H head_values) {
+    const bool joined = count && head && at + count == out && count + head == S::lanes;
+    if (joined) {
+      S::store_n(v + count, head_values(), head);
+      S::stream(at, S::load(v));
+      count = 0;
+    } else {
+      release<S>();
+    }
+    return joined;
+  }
+  /// Writes what is still held (the last row of a thread's share) with an ordinary store.
+  template <class S>
+  void release() {
+    if (count) S::store_n(at, S::load(v), count);
+    count = 0;
+  }
 };
 
 /// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
 /// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores,
-/// a head to the alignment and the tail through ordinary masked stores, except where `carry` joins this
-/// row's head to the previous row's tail and keeps this row's tail for the next (stream_carry); without
-/// Stream, the head aligns s, and the walk goes backward when the loads of s would trail the stores
+/// a head to the alignment and the tail through ordinary masked stores, except where `carry` (given only
+/// with Stream) joins this row's head to the previous row's tail and holds this row's tail for the next;
+/// without Stream, the head aligns s, and the walk goes backward when the loads of s would trail the stores
 /// (norm_blocking::loads_trail_stores).
 /// `each_line(j)` runs once per vector step, for prefetching. f and each_line are taken by value, and the
 /// callers' lambdas capture by value: the SIMD stores may alias anything, so state reached through a
@@ -206,7 +237,6 @@ template <class S, bool Stream, class TY, class F, class P>
 void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line, stream_carry* carry = nullptr) {
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
-  static_assert(L <= 16, "stream_carry holds one vector");
   // A head of fewer than L elements brings the body to a vector boundary: of out with Stream (non-temporal
   // stores need whole aligned lines), else of s, whose loads then never split a cache line (and out, when it
   // shares s's misalignment as rows from one allocator usually do, is aligned too). 64 × 4096 layernorm with
@@ -221,44 +251,24 @@ void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line, st
     if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
     else io::store(out + j, f(j, S::load(s + j), L));
   };
-  if constexpr (Stream) {
-    if (tail && !carry) __builtin_prefetch(out + body_end, 1, 3);  // its line, for writing (see stream_carry)
-    if (carry && carry->count) {
-      if (head && carry->at + carry->count == reinterpret_cast<float*>(out) && carry->count + head == L) {
-        S::store_n(carry->v + carry->count, f(0, S::load_n(s, head), head), head);
-        S::stream(carry->at, S::load(carry->v));
-      } else {
-        S::store_n(carry->at, S::load(carry->v), carry->count);
-        if (head) part(0, head);
-      }
-      carry->count = 0;
-    } else if (head) {
-      part(0, head);
-    }
-    for (std::size_t j = head; j < body_end; j += L) whole(j);
-    if (tail && carry) {
-      S::store(carry->v, f(body_end, S::load_n(s + body_end, tail), tail));
-      carry->at = reinterpret_cast<float*>(out) + body_end;
-      carry->count = tail;
-    } else if (tail) {
-      part(body_end, tail);
-    }
-  } else if (norm_blocking::loads_trail_stores(out, s)) {
+  if (!Stream && norm_blocking::loads_trail_stores(out, s)) {
     if (tail) part(body_end, tail);
     for (std::size_t j = body_end; j > head;) whole(j -= L);
     if (head) part(0, head);
-  } else {
-    if (head) part(0, head);
-    for (std::size_t j = head; j < body_end; j += L) whole(j);
-    if (tail) part(body_end, tail);
+    return;
   }
-}
-
-/// Writes what a stream_carry still holds (the last row of a thread's share) with an ordinary store.
-template <class S>
-void flush(stream_carry& carry) {
-  if (carry.count) S::store_n(carry.at, S::load(carry.v), carry.count);
-  carry.count = 0;
+  bool head_written = head == 0;
+  if constexpr (Stream) {
+    if (carry) head_written |= carry->join<S>(out, head, [&] { return f(0, S::load_n(s, head), head); });
+    else if (tail) __builtin_prefetch(out + body_end, 1, 3);  // the tail's line, for writing (see stream_carry)
+  }
+  if (!head_written) part(0, head);
+  for (std::size_t j = head; j < body_end; j += L) whole(j);
+  if (!tail) return;
+  if constexpr (Stream) {
+    if (carry) return carry->hold<S>(out + body_end, f(body_end, S::load_n(s + body_end, tail), tail), tail);
+  }
+  part(body_end, tail);
 }
 
 /// γ and β (absent: null) as contiguous fp32 for the write pass, which loads them beside s and stores the
@@ -276,7 +286,8 @@ std::pair<const float*, const float*> params_as_f32(const any_view& gamma, const
                                                     std::uintptr_t body_address, std::uintptr_t y_address,
                                                     std::size_t rows, std::size_t hidden) {
   constexpr std::size_t V = S::lanes * sizeof(float), ring = norm_blocking::alias_ring;
-  const std::size_t pitch = (hidden * sizeof(float) + ring - 1) / ring * ring;  // bytes: β lies where γ does in the ring
+  // Bytes from γ's slot to β's: whole rings, so β lies where γ does in the ring.
+  const std::size_t pitch = (hidden * sizeof(float) + ring - 1) / ring * ring;
   float* scratch = thread_scratch(scratch_slot::row_params).get((2 * pitch + ring) / sizeof(float));
   const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(scratch);
   const std::uintptr_t target = ((y_address + ring / 2) / V * V + body_address % V) % ring;  // γ's place in the ring
@@ -321,7 +332,8 @@ const float* row_input(tensor_view<const TX, Rank> x, std::size_t row, std::size
   std::size_t j = 0;  // rr may be row_buffer, and sum x or r (the documented aliases): each vector is read
                       // before it is overwritten
   for (; j + L <= hidden; j += L) S::store(sum + j, S::add(io::load(xr + j), S::load(rr + j)));
-  if (j < hidden) S::store_n(sum + j, S::add(io::load_n(xr + j, hidden - j), S::load_n(rr + j, hidden - j)), hidden - j);
+  if (const std::size_t n = hidden - j)
+    S::store_n(sum + j, S::add(io::load_n(xr + j, n), S::load_n(rr + j, n)), n);
   if (opts.residual_out && !in_out) {
     const std::size_t o = detail::row_offset(opts.residual_out, row);
     if (Stream && opts.residual_out.type() == dtype::f32)
@@ -394,7 +406,9 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
       float shift, centre, rstd;
     };
     std::array<row_plan, norm_blocking::max_group_rows> plan;
-    stream_carry carry;  // streamed y only (Stream rows are not grouped, so they come one after another)
+    // Streamed y only (Stream rows are not grouped, so they come one after another).
+    stream_carry carry;
+    stream_carry* const y_carry = Stream ? &carry : nullptr;
     for (std::size_t g0 = first; g0 < last; g0 += group) {
       const std::size_t group_end = std::min(last, g0 + group);
       for (std::size_t row = g0; row < group_end; ++row) {
@@ -427,16 +441,15 @@ void normalize_rows_as(norm_kind kind, int threads, tensor_view<const TX, Rank> 
           if (prefetching && row + ahead < last) {
             const row_lines p = lines_of(row + ahead);
             write_row<S, Stream>(
-                yr, rp.s + c0, width, normalized, [=](std::size_t j) { if (j % line < L) prefetch(p, j); },
-                Stream ? &carry : nullptr);
+                yr, rp.s + c0, width, normalized, [=](std::size_t j) { if (j % line < L) prefetch(p, j); }, y_carry);
           } else {
-            write_row<S, Stream>(yr, rp.s + c0, width, normalized, [](std::size_t) {}, Stream ? &carry : nullptr);
+            write_row<S, Stream>(yr, rp.s + c0, width, normalized, [](std::size_t) {}, y_carry);
           }
         }
       }
     }
     if constexpr (Stream) {
-      flush<S>(carry);
+      carry.release<S>();
       S::stream_fence();
     }
   });
