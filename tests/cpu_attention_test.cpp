@@ -449,8 +449,9 @@ CPU_TEST(Attention, DecodeInPlaceKernelShapes) {
   // The in-place decode kernel (Sq ≤ 16): D across the vector tails, the 2-vector score steps and the
   // 8/4/1-vector P·V pieces, GQA groups of 1, 4 and 8 (query-row groups of 1…4 and slabs of more than
   // 4 rows), Sq up to 16, keys across the 16-key score blocks, the
-  // 32-key P·V blocks and the 512-key chunks, with and without padding and misalignment.
-  const std::size_t dims_[] = {1, 7, 16, 65, 80, 130};
+  // 32-key P·V blocks and the 512-key chunks, with and without padding and misalignment. D = 64 and 128 run
+  // the kernels specialised for them (with_dim), the others the run-time-D kernels.
+  const std::size_t dims_[] = {1, 7, 16, 64, 65, 80, 128, 130};
   int c = 0;
   for (std::size_t dim : dims_)
     for (std::size_t kv_heads : {8, 2, 1})
