@@ -56,8 +56,10 @@ inline void prefetch_row(const T* p, std::size_t n) {
   for (std::size_t o = 0; o < n * sizeof(T); o += 64) __builtin_prefetch(c + o, 0, 2);
 }
 
-/// s[g·ld + j] = q_g · k_j for G rows q_g (fp32, stride dp, zero past dim) and nk ≤ lanes keys k_j (stride
-/// ks); lanes of s past nk are written as 0. Rows pf + j·ks (j < nk) are prefetched into L2 when pf is set.
+/// s[g·ld + j] = q_g · k_j for G rows q_g (fp32, stride q_stride, zero past dim) and nk ≤ lanes keys k_j
+/// (stride ks); lanes of s past nk are written as 0. Rows pf + j·ks (j < nk) are prefetched into L2 when pf
+/// is set. Dim is the head dim when known at compile time (with_dim; then q_stride = Dim), else 0 and
+/// dim_at_run_time holds it.
 template <class S, std::size_t G, std::size_t Dim, class T>
 void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t ks, std::size_t nk, const T* pf,
                  std::size_t dim_at_run_time, float* s, std::size_t ld) {
@@ -141,9 +143,9 @@ void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t k
   for (std::size_t g = 0; g < G; ++g) S::store(s + g * ld, lane_sums<S>(part[g]));
 }
 
-/// acc[g·dp + d] += Σ_j p[g·ldp + j] · v_j[d] for G rows, nk keys v_j (stride vs), d in [d0, d0 + W·lanes) ∩
-/// [0, dim): W vectors of acc per row held in registers across the keys. Rows pf + j·vs (j < npf) are
-/// prefetched into L2.
+/// acc[g·acc_stride + d] += Σ_j p[g·ldp + j] · v_j[d] for G rows, nk keys v_j (stride vs), d in
+/// [d0, d0 + W·lanes) ∩ [0, dim): W vectors of acc per row held in registers across the keys. Rows pf + j·vs
+/// (j < npf) are prefetched into L2. Dim as for decode_dots (a known Dim is also acc_stride).
 template <class S, std::size_t G, std::size_t W, std::size_t Dim, class T>
 void decode_pv(const float* p, std::size_t ldp, const T* v, std::size_t vs, std::size_t nk, const T* pf,
                std::size_t npf, std::size_t d0, std::size_t dim_at_run_time, float* acc, std::size_t acc_stride) {
