@@ -4,13 +4,10 @@
 //
 // Each row is read from DRAM once: s = x (+ r) is formed in a per-thread fp32 row buffer (or read in
 // place when x already is contiguous fp32, or built in residual_out's row when that is cached fp32).
-// Statistics take one pass over that L1/L2-hot row: Σd and Σd²
-// of d = s − shift, with the shift the mean of the row's first vector, so the mean of a row like 1e4 +
-// noise keeps the noise's precision. When the row's mean lies more than one standard deviation from the
-// shift (var_d < mean_d², where E[d²] − E[d]² would lose more than one bit to cancellation) the row takes
-// two passes instead: the mean, then Σ(d − mean_d)². The fused residual normalises the fp32 sum x + r (the
-// value written to residual_out is that sum rounded to its type). The write pass then reads s, γ and β and
-// writes y in an order, and with γ and β at addresses, chosen against 4K aliasing (norm_blocking::alias_ring).
+// Statistics take one pass over that L1/L2-hot row (norm/statistics.hpp). The fused residual normalises the
+// fp32 sum x + r (the value written to residual_out is that sum rounded to its type). The write pass then
+// reads s, γ and β and writes y (norm/write_row.hpp) in an order, and with γ and β at addresses, chosen
+// against 4K aliasing (norm_blocking::alias_ring, norm/blocking.hpp).
 
 #include <algorithm>
 #include <array>
@@ -21,6 +18,9 @@
 #include <utility>
 
 #include "trellis/core/rows.hpp"
+#include "trellis/cpu/norm/blocking.hpp"
+#include "trellis/cpu/norm/statistics.hpp"
+#include "trellis/cpu/norm/write_row.hpp"
 #include "trellis/cpu/parallel.hpp"
 #include "trellis/cpu/row_io.hpp"
 #include "trellis/cpu/scratch.hpp"
@@ -32,244 +32,6 @@
 namespace trellis {
 TRELLIS_BEGIN_ISA_NAMESPACE
 namespace cpu_detail {
-
-enum class norm_kind { layer, rms };
-
-/// How many of n floats starting at p come before a vector boundary: the head that aligns write_row's
-/// vectors. (The statistics passes do not align: their order of summation, and so a row's last bits,
-/// would then depend on the row's address, and copies of the same input could normalise differently.)
-template <class S>
-std::size_t head_to_alignment(const void* p, std::size_t n) noexcept {
-  constexpr std::size_t L = S::lanes;
-  const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(p) % (L * sizeof(float)) / sizeof(float);
-  return misaligned ? std::min(n, L - misaligned) : 0;
-}
-
-/// Σ ((s_j − shift) − centre)^Power over a row (Power 1 or 2), four vector chains to hide the add latency.
-template <class S, int Power>
-float centred_sum(const float* s, std::size_t n, float shift, float centre) {
-  using vec = typename S::vec;
-  constexpr std::size_t L = S::lanes;
-  const vec vshift = S::set(shift), vcentre = S::set(centre);
-  const auto term = [&](vec x) {
-    const vec d = S::sub(S::sub(x, vshift), vcentre);
-    return Power == 2 ? S::mul(d, d) : d;
-  };
-  vec acc0 = S::zero(), acc1 = S::zero(), acc2 = S::zero(), acc3 = S::zero();
-  std::size_t j = 0;
-  for (; j + 4 * L <= n; j += 4 * L) {
-    acc0 = S::add(acc0, term(S::load(s + j)));
-    acc1 = S::add(acc1, term(S::load(s + j + L)));
-    acc2 = S::add(acc2, term(S::load(s + j + 2 * L)));
-    acc3 = S::add(acc3, term(S::load(s + j + 3 * L)));
-  }
-  for (; j + L <= n; j += L) acc0 = S::add(acc0, term(S::load(s + j)));
-  float total = S::reduce_add(S::add(S::add(acc0, acc1), S::add(acc2, acc3)));
-  for (; j < n; ++j) {
-    const float d = (s[j] - shift) - centre;
-    total += Power == 2 ? d * d : d;
-  }
-  return total;
-}
-
-/// Σd and Σd² of d = s_j − shift in one pass (four chains each).
-template <class S>
-std::pair<float, float> shifted_moments(const float* s, std::size_t n, float shift) {
-  using vec = typename S::vec;
-  constexpr std::size_t L = S::lanes;
-  const vec vshift = S::set(shift);
-  vec sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()}, sq[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  std::size_t j = 0;
-  for (; j + 4 * L <= n; j += 4 * L)
-    for (std::size_t c = 0; c < 4; ++c) {
-      const vec d = S::sub(S::load(s + j + c * L), vshift);
-      sum[c] = S::add(sum[c], d);
-      sq[c] = S::fma(d, d, sq[c]);
-    }
-  for (; j + L <= n; j += L) {
-    const vec d = S::sub(S::load(s + j), vshift);
-    sum[0] = S::add(sum[0], d);
-    sq[0] = S::fma(d, d, sq[0]);
-  }
-  float total = S::reduce_add(S::add(S::add(sum[0], sum[1]), S::add(sum[2], sum[3])));
-  float total_sq = S::reduce_add(S::add(S::add(sq[0], sq[1]), S::add(sq[2], sq[3])));
-  for (; j < n; ++j) {
-    const float d = s[j] - shift;
-    total += d;
-    total_sq += d * d;
-  }
-  return {total, total_sq};
-}
-
-/// A row's mean = shift + centre and its variance (layernorm), or its mean square (rmsnorm: shift =
-/// centre = 0). See the header comment for the one-pass statistics and when a row takes two passes.
-struct row_statistics {
-  float shift = 0, centre = 0, var = 0;
-};
-
-template <class S>
-row_statistics statistics_of(norm_kind kind, const float* s, std::size_t n) {
-  row_statistics st;
-  if (kind == norm_kind::rms) {
-    st.var = centred_sum<S, 2>(s, n, 0.0f, 0.0f) / float(n);
-    return st;
-  }
-  const std::size_t head = std::min(n, S::lanes);
-  st.shift = S::reduce_add(head == S::lanes ? S::load(s) : S::load_n(s, head)) / float(head);
-  const auto [sum, sum_sq] = shifted_moments<S>(s, n, st.shift);
-  st.centre = sum / float(n);
-  st.var = sum_sq / float(n) - st.centre * st.centre;
-  if (!(st.var >= st.centre * st.centre)) {  // cancellation (or NaN): the exact two-pass form
-    st.centre = centred_sum<S, 1>(s, n, st.shift, 0.0f) / float(n);
-    st.var = centred_sum<S, 2>(s, n, st.shift, st.centre) / float(n);
-  }
-  return st;
-}
-
-struct norm_blocking {
-  /// Outputs at least this large (y, or y and residual_out together) are written with non-temporal
-  /// stores: they cannot stay in the 32 MiB L3 anyway, and streaming saves the read-for-ownership of
-  /// every output line (a third DRAM stream). Smaller outputs stay cached for the next op.
-  static constexpr std::size_t stream_min_bytes = std::size_t(16) << 20;
-  /// With a fused residual, x and r are prefetched this many bytes of rows ahead (at least one row)
-  /// while a row is written: with two input streams the hardware prefetcher falls behind (8192 × 4096,
-  /// 1 thread: 30.3–31.3 ms with, 39–40 without). With x alone it does better by itself: software
-  /// prefetching made plain layernorm slower in 3 of 4 cells (medians of 101 calls, one Zen 4 VM:
-  /// 8192 × 1024, 1 / 2 threads: 3.46 / 1.81 ms with, 2.55 / 1.45 without; 8192 × 4096: 13.6 / 6.2 with,
-  /// 12.3 / 7.6 without), so plain rows are not prefetched.
-  static constexpr std::size_t prefetch_bytes = 16 << 10;
-  /// A thread joins only for at least this many bytes of x: waking a passively waiting OpenMP thread
-  /// costs tens of µs, about what one core takes to normalise 1 MiB from cache (measured with
-  /// bench/norm_bench: 64 × 4096 fp32 ran slower on 2 threads than on 1).
-  static constexpr std::size_t min_bytes_per_thread = std::size_t(1) << 20;
-  /// Cache-resident plain norms (outputs not streamed, no residual) over rows longer than column_chunk
-  /// go in groups of rows: the statistics of each row first, then the outputs one column chunk at a time
-  /// across the group, so that a chunk of γ and β (8 KiB) is read from L1 by every row of the group,
-  /// instead of the whole of γ and β (32 KiB at hidden 4096: more than L1) streaming from L2 once per row.
-  /// A group holds group_bytes of fp32 rows, which stay in L2 between the two phases. 64 × 4096 on one
-  /// thread: 55 → 44–49 µs (bench/norm_bench, alternated runs). Streamed (DRAM-sized) outputs keep one row
-  /// at a time: grouping split their reads and writes into bursts and was slower (32768 × 8192: 96 → 108–138
-  /// ms); so does the fused residual, whose prefetch pipeline (prefetch_bytes) is measured for that.
-  static constexpr std::size_t column_chunk = 1024;
-  static constexpr std::size_t group_bytes = std::size_t(256) << 10;
-  static constexpr std::size_t max_group_rows = 64;
-  static constexpr std::size_t group_rows(std::size_t hidden, bool residual, bool streamed) noexcept {
-    if (residual || streamed || hidden <= column_chunk) return 1;
-    return std::clamp<std::size_t>(group_bytes / (hidden * sizeof(float)), 1, max_group_rows);
-  }
-  /// An fp32 γ or β whose loads would be slow (another offset within a vector than the rows', or too near
-  /// y: see params_as_f32) is copied for at least this many rows (a copy costs about what one row's
-  /// misaligned γ and β loads do): 64 × 4096 layernorm, one thread, 41.5–42.6 → 39.3–39.7 µs.
-  static constexpr std::size_t param_copy_min_rows = 8;
-  /// A load waits for an older store still in the store queue whose address shares its low 12 bits
-  /// (Zen 4, "4K aliasing"). The write pass loads s, γ and β and stores y in lockstep, so a load stream that
-  /// lies a little behind y's in this ring of addresses meets, at every step, a store a few vectors old (64 ×
-  /// 4096 layernorm, one thread, γ and β k vectors behind y: k = 1: 45 µs, 2: 39, 4: 35, 8–16: 34, 32–64:
-  /// 33). write_row walks backward when s lies so (consecutive buffers from one allocator do: y = x + 16
-  /// bytes) and y is cached; params_as_f32 moves γ and β away from y. Streamed rows always walk forward:
-  /// backward, their non-temporal stores ran slower still (8192 × 1024, y = x + 16 bytes: 4.8 against 3.3 ms).
-  static constexpr std::size_t alias_ring = 4096;
-  /// γ or β within this distance of y in the ring (either side: write_row may walk either way) is copied;
-  /// at exactly y's place it is not: there each load meets only the store of a whole ring (64 vectors) ago.
-  /// For bf16 y, which advances 2 bytes per element against s's 4, the distance drifts along a row: the
-  /// placement then helps less, but it never costs correctness.
-  static constexpr std::size_t alias_bytes = 1024;
-  /// Loads of s trail the stores to out within the ring: a forward walk would stall on them.
-  static bool loads_trail_stores(const void* out, const void* s) noexcept {
-    const auto address = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
-    const std::size_t ahead = (address(out) - address(s)) % alias_ring;
-    return ahead > 0 && ahead < alias_ring / 2;
-  }
-};
-
-/// A streamed row's partial last vector, held until the next row, which continues it in memory, completes
-/// it: the two then go out as one non-temporal store instead of two ordinary masked stores into a line that
-/// must first be read from DRAM (stores commit in order, so that read held up the row's non-temporal stores
-/// behind it). 8192 × 1024 layernorm, rows 16 bytes off a line, one thread (bench/norm_bench): 2.17–2.20
-/// ms with the line prefetched for writing instead, 1.79–1.99 with the carry; 2.42 with neither (harness).
-struct stream_carry {
-  alignas(64) float v[16];
-  float* at = nullptr;    // where v[0] goes
-  std::size_t count = 0;  // elements held (fewer than a vector)
-
-  /// Holds the first n lanes of `values`, which go to `where`.
-  template <class S>
-  void hold(float* where, typename S::vec values, std::size_t n) {
-    static_assert(S::lanes <= 16, "stream_carry holds one vector");
-    S::store(v, values);
-    at = where;
-    count = n;
-  }
-  /// Before a row that starts at `out`, `head` elements short of a vector boundary: when the row continues
-  /// what is held, completes it with head_values() and streams it (returns true: the head is written);
-  /// otherwise writes what is held with an ordinary store (returns false).
-  template <class S, class H>
-  bool join(float* out, std::size_t head, H head_values) {
-    const bool joined = count && head && at + count == out && count + head == S::lanes;
-    if (joined) {
-      S::store_n(v + count, head_values(), head);
-      S::stream(at, S::load(v));
-      count = 0;
-    } else {
-      release<S>();
-    }
-    return joined;
-  }
-  /// Writes what is still held (the last row of a thread's share) with an ordinary store.
-  template <class S>
-  void release() {
-    if (count) S::store_n(at, S::load(v), count);
-    count = 0;
-  }
-};
-
-/// Writes out[j] = f(j, s_j, n) for j in [0, hidden) of a contiguous row: f maps a vector of s (n valid
-/// lanes) to its output. With Stream the row's 64-byte-aligned body goes out through non-temporal stores,
-/// a head to the alignment and the tail through ordinary masked stores, except where `carry` (given only
-/// with Stream) joins this row's head to the previous row's tail and holds this row's tail for the next;
-/// without Stream, the head aligns s, and the walk goes backward when the loads of s would trail the stores
-/// (norm_blocking::loads_trail_stores).
-/// `each_line(j)` runs once per vector step, for prefetching. f and each_line are taken by value, and the
-/// callers' lambdas capture by value: the SIMD stores may alias anything, so state reached through a
-/// reference would be reloaded from memory after every store (it was: 8192 × 1024 layernorm took 3.3 ms
-/// instead of 2.5 on one thread).
-template <class S, bool Stream, class TY, class F, class P>
-void write_row(TY* out, const float* s, std::size_t hidden, F f, P each_line, stream_carry* carry = nullptr) {
-  using io = simd_io<S>;
-  constexpr std::size_t L = S::lanes;
-  // A head of fewer than L elements brings the body to a vector boundary: of out with Stream (non-temporal
-  // stores need whole aligned lines), else of s, whose loads then never split a cache line (and out, when it
-  // shares s's misalignment as rows from one allocator usually do, is aligned too). 64 × 4096 layernorm with
-  // x and y 16 bytes off a line: 45–50 µs unaligned, 36–37 µs with the head, 35 µs aligned (one thread).
-  const std::size_t head = Stream ? head_to_alignment<S>(out, hidden) : head_to_alignment<S>(s, hidden);
-  const std::size_t body_end = head + (hidden - head) / L * L, tail = hidden - body_end;
-  // (These two capture by reference, unlike the callers' lambdas: they are local and inlined, so nothing is
-  // reached through memory.)
-  const auto part = [&](std::size_t j, std::size_t n) { io::store_n(out + j, f(j, S::load_n(s + j, n), n), n); };
-  const auto whole = [&](std::size_t j) {
-    each_line(j);
-    if constexpr (Stream) S::stream(out + j, f(j, S::load(s + j), L));
-    else io::store(out + j, f(j, S::load(s + j), L));
-  };
-  if (!Stream && norm_blocking::loads_trail_stores(out, s)) {
-    if (tail) part(body_end, tail);
-    for (std::size_t j = body_end; j > head;) whole(j -= L);
-    if (head) part(0, head);
-    return;
-  }
-  bool head_written = head == 0;
-  if constexpr (Stream) {
-    if (carry) head_written |= carry->join<S>(out, head, [&] { return f(0, S::load_n(s, head), head); });
-    else if (tail) __builtin_prefetch(out + body_end, 1, 3);  // the tail's line, for writing (see stream_carry)
-  }
-  if (!head_written) part(0, head);
-  for (std::size_t j = head; j < body_end; j += L) whole(j);
-  if (!tail) return;
-  if constexpr (Stream) {
-    if (carry) return carry->hold<S>(out + body_end, f(body_end, S::load_n(s + body_end, tail), tail), tail);
-  }
-  part(body_end, tail);
-}
 
 /// γ and β (absent: null) as contiguous fp32 for the write pass, which loads them beside s and stores the
 /// outputs (y_address: the first output row). Widened from bf16, or an fp32 γ or β read in place, or copied
