@@ -57,12 +57,12 @@ inline void prefetch_row(const T* p, std::size_t n) {
 }
 
 /// s[g·ld + j] = q_g · k_j for G rows q_g (fp32, stride q_stride, zero past dim) and nk ≤ lanes keys k_j
-/// (stride ks); lanes of s past nk are written as 0. Rows pf + j·ks (j < nk) are prefetched into L2 when pf
-/// is set. Dim is the head dim when known at compile time (with_dim; then q_stride = Dim), else 0 and
+/// (stride ks); lanes of s past nk are written as 0. Rows pf + j·pf_stride (j < nk) are prefetched into L2
+/// when pf is set. Dim is the head dim when known at compile time (with_dim; then q_stride = Dim), else 0 and
 /// dim_at_run_time holds it.
 template <class S, std::size_t G, std::size_t Dim, class T>
 void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t ks, std::size_t nk, const T* pf,
-                 std::size_t dim_at_run_time, float* s, std::size_t ld) {
+                 std::size_t pf_stride, std::size_t dim_at_run_time, float* s, std::size_t ld) {
   using vec = typename S::vec;
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
@@ -74,8 +74,8 @@ void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t k
     const T* k0 = k + j * ks;
     const T* k1 = k0 + ks;
     if (pf) {
-      prefetch_row(pf + j * ks, dim);
-      prefetch_row(pf + (j + 1) * ks, dim);
+      prefetch_row(pf + j * pf_stride, dim);
+      prefetch_row(pf + (j + 1) * pf_stride, dim);
     }
     vec a0[G], a1[G];
     for (std::size_t g = 0; g < G; ++g) a0[g] = a1[g] = S::zero();
@@ -124,7 +124,7 @@ void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t k
   }
   if (j < nk) {
     const T* k0 = k + j * ks;
-    if (pf) prefetch_row(pf + j * ks, dim);
+    if (pf) prefetch_row(pf + j * pf_stride, dim);
     vec a0[G];
     for (std::size_t g = 0; g < G; ++g) a0[g] = S::zero();
     for (std::size_t d = 0; d < body; d += L) {
@@ -144,11 +144,12 @@ void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t k
 }
 
 /// acc[g·acc_stride + d] += Σ_j p[g·ldp + j] · v_j[d] for G rows, nk keys v_j (stride vs), d in
-/// [d0, d0 + W·lanes) ∩ [0, dim): W vectors of acc per row held in registers across the keys. Rows pf + j·vs
-/// (j < npf) are prefetched into L2. Dim as for decode_dots (a known Dim is also acc_stride).
+/// [d0, d0 + W·lanes) ∩ [0, dim): W vectors of acc per row held in registers across the keys. Rows
+/// pf + j·pf_stride (j < npf) are prefetched into L2. Dim as for decode_dots (a known Dim is also acc_stride).
 template <class S, std::size_t G, std::size_t W, std::size_t Dim, class T>
 void decode_pv(const float* p, std::size_t ldp, const T* v, std::size_t vs, std::size_t nk, const T* pf,
-               std::size_t npf, std::size_t d0, std::size_t dim_at_run_time, float* acc, std::size_t acc_stride) {
+               std::size_t pf_stride, std::size_t npf, std::size_t d0, std::size_t dim_at_run_time, float* acc,
+               std::size_t acc_stride) {
   using vec = typename S::vec;
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
@@ -160,7 +161,7 @@ void decode_pv(const float* p, std::size_t ldp, const T* v, std::size_t vs, std:
     for (std::size_t w = 0; w < W; ++w) a[g][w] = S::load(acc + g * dp + d0 + w * L);
   for (std::size_t j = 0; j < nk; ++j) {
     const T* vj = v + j * vs + d0;
-    if (j < npf) prefetch_row(pf + j * vs, dim);
+    if (j < npf) prefetch_row(pf + j * pf_stride, dim);
     vec x[W];
     if (full) {
       for (std::size_t w = 0; w < W; ++w) {
@@ -191,8 +192,9 @@ void with_rows(std::size_t n, F&& f) {
 /// Calls f(std::integral_constant<size_t, D>) with D = dim for the head dims that get a kernel of their own
 /// (64 and 128, when whole vectors: then dim_pad = dim), else with D = 0: the kernels then take dim at run
 /// time. With D known, the loops over D unroll and their bounds and tails fold away: decode from L3 (KV
-/// 1024, H 32, Hkv 8, D 128, one thread) 0.249 → 0.219 ms. From DRAM the rate did not move (the core's
-/// outstanding misses bound it there, not its instructions).
+/// 1024, H 32, Hkv 8, D 128, one thread) 0.237 → 0.217 ms (min of 4 alternated runs). From DRAM the rate
+/// stayed within the noise: with its software prefetch the kernel waits on the core's miss buffers there,
+/// not on its instructions.
 template <class S, class F>
 void with_dim(std::size_t dim, F&& f) {
   if (dim == 128 && 128 % S::lanes == 0) return f(std::integral_constant<std::size_t, 128>{});
@@ -218,12 +220,12 @@ void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<cons
 
   // Scores: one pass over the chunk's K, every row group per 16-key block (the block stays in L1).
   const T* k0 = &k(b, hk, mine.first, 0);
-  const std::size_t ks = k.stride(2);
+  const std::size_t ks = k.stride(2), vs = v.stride(2);
   for (std::size_t jb = 0; jb < n; jb += L)
     for (std::size_t g0 = 0; g0 < rows; g0 += dblk::rows)
       with_rows<dblk::rows>(rows - g0, [&](auto g) {
         decode_dots<S, g(), Dim>(t.q + g0 * dp, dp, k0 + jb * ks, ks, std::min(L, n - jb),
-                            g0 == 0 ? &v(b, hk, mine.first + jb, 0) : nullptr, dim, s + g0 * ld + jb, ld);
+                                 g0 == 0 ? &v(b, hk, mine.first + jb, 0) : nullptr, vs, dim, s + g0 * ld + jb, ld);
       });
 
   // Softmax statistics of the chunk per row; P in place, 0 outside the row's visible keys.
@@ -245,7 +247,6 @@ void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<cons
 
   // acc += P·V: one pass over the chunk's V in blocks of pv_keys, every row group and D piece per block.
   const T* v0 = &v(b, hk, mine.first, 0);
-  const std::size_t vs = v.stride(2);
   for (std::size_t jb = 0; jb < n; jb += dblk::pv_keys) {
     const std::size_t nk = std::min(dblk::pv_keys, n - jb);
     for (std::size_t g0 = 0; g0 < rows; g0 += dblk::pv_rows)
@@ -257,7 +258,8 @@ void decode_chunk(attention_rows& t, tensor_view<const T, 4> k, tensor_view<cons
         const auto pieces = [&](auto width) {  // D in pieces of `width` vectors while they fit
           constexpr std::size_t W = decltype(width)::value;
           for (; d0 + W * L <= dim || (W == 1 && d0 < dim); d0 += W * L, pf = nullptr)
-            decode_pv<S, g(), W, Dim>(s + g0 * ld + jb, ld, v0 + jb * vs, vs, nk, pf, pf ? npf : 0, d0, dim, t.acc + g0 * dp, dp);
+            decode_pv<S, g(), W, Dim>(s + g0 * ld + jb, ld, v0 + jb * vs, vs, nk, pf, ks, pf ? npf : 0, d0, dim,
+                                      t.acc + g0 * dp, dp);
         };
         pieces(std::integral_constant<std::size_t, dblk::pv_width>{});
         pieces(std::integral_constant<std::size_t, dblk::pv_width / 2>{});  // D = 64, or the rest of D
