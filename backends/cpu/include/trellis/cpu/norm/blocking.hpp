@@ -1,5 +1,6 @@
 #pragma once
-// The CPU norms' blocking and placement constants, each with the measurement that chose it.
+// The CPU norms' blocking and placement constants and the 4K-aliasing test, most with the measurement that
+// chose them.
 
 #include <algorithm>
 #include <cstddef>
