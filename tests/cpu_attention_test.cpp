@@ -462,7 +462,9 @@ CPU_TEST(Attention, DecodeInPlaceKernelShapes) {
         p.misalign = c % 5 == 2;
         ++c;
         if (!check_attention<Target, float, float>(p, 200u + unsigned(c))) return;
-        if (c % 4 == 0 && !check_attention<Target, bf16, bf16>(p, 300u + unsigned(c))) return;
+        // bf16 on a cycle of 7, coprime to the cycles above, so it meets every D with and without padding,
+        // misalignment and causality.
+        if (c % 7 < 2 && !check_attention<Target, bf16, bf16>(p, 300u + unsigned(c))) return;
       }
 }
 
