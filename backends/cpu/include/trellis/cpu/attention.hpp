@@ -34,7 +34,7 @@ void prefill_attention(int threads, tensor_view<const T, 4> q, tensor_view<const
   constexpr std::size_t L = S::lanes, shared = blk::shared_tiles;
   const std::size_t batch = q.extent(0), heads = q.extent(1), seq_q = q.extent(2), dim = q.extent(3);
   const std::size_t kv_heads = k.extent(1), seq_kv = k.extent(2);
-  const std::size_t dp = (dim + L - 1) / L * L;
+  const std::size_t dp = padded_dim<S>(dim);
   const std::size_t q_tiles = (seq_q + blk::qb - 1) / blk::qb;
   // A task runs up to `shared` (query tile, head) pairs of one kv head's group — GQA heads of one query
   // tile first, then the next query tile — and readies each key block once for all of them.

@@ -56,17 +56,18 @@ inline void prefetch_row(const T* p, std::size_t n) {
   for (std::size_t o = 0; o < n * sizeof(T); o += 64) __builtin_prefetch(c + o, 0, 2);
 }
 
-/// s[g·ld + j] = q_g · k_j for G rows q_g (fp32, stride q_stride, zero past dim) and nk ≤ lanes keys k_j
-/// (stride ks); lanes of s past nk are written as 0. Rows pf + j·pf_stride (j < nk) are prefetched into L2
-/// when pf is set. Dim is the head dim when known at compile time (with_dim; then q_stride = Dim), else 0 and
-/// dim_at_run_time holds it.
+/// s[g·ld + j] = q_g · k_j for G rows q_g (fp32, stride dp, zero past dim) and nk ≤ lanes keys k_j (stride
+/// ks); lanes of s past nk are written as 0. Rows pf + j·pf_stride (j < nk) are prefetched into L2 when pf
+/// is set. Dim is the head dim when the kernel is specialised for it (with_dim), else 0: dim and the row stride
+/// dp are then the run-time arguments. With Dim known, both are constants (dp = padded_dim(Dim)), and the
+/// addresses fold into displacements; a run-time dp cost most of with_dim's gain.
 template <class S, std::size_t G, std::size_t Dim, class T>
-void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t ks, std::size_t nk, const T* pf,
-                 std::size_t pf_stride, std::size_t dim_at_run_time, float* s, std::size_t ld) {
+void decode_dots(const float* q, std::size_t dp_at_run_time, const T* k, std::size_t ks, std::size_t nk,
+                 const T* pf, std::size_t pf_stride, std::size_t dim_at_run_time, float* s, std::size_t ld) {
   using vec = typename S::vec;
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
-  const std::size_t dim = Dim ? Dim : dim_at_run_time, dp = Dim ? Dim : q_stride;
+  const std::size_t dim = Dim ? Dim : dim_at_run_time, dp = Dim ? padded_dim<S>(Dim) : dp_at_run_time;
   vec part[G][L];
   const std::size_t tail = dim % L, body = dim - tail;
   std::size_t j = 0;
@@ -143,17 +144,17 @@ void decode_dots(const float* q, std::size_t q_stride, const T* k, std::size_t k
   for (std::size_t g = 0; g < G; ++g) S::store(s + g * ld, lane_sums<S>(part[g]));
 }
 
-/// acc[g·acc_stride + d] += Σ_j p[g·ldp + j] · v_j[d] for G rows, nk keys v_j (stride vs), d in
-/// [d0, d0 + W·lanes) ∩ [0, dim): W vectors of acc per row held in registers across the keys. Rows
-/// pf + j·pf_stride (j < npf) are prefetched into L2. Dim as for decode_dots (a known Dim is also acc_stride).
+/// acc[g·dp + d] += Σ_j p[g·ldp + j] · v_j[d] for G rows, nk keys v_j (stride vs), d in [d0, d0 + W·lanes) ∩
+/// [0, dim): W vectors of acc per row held in registers across the keys. Rows pf + j·pf_stride (j < npf) are
+/// prefetched into L2. Dim, dim and dp as for decode_dots.
 template <class S, std::size_t G, std::size_t W, std::size_t Dim, class T>
 void decode_pv(const float* p, std::size_t ldp, const T* v, std::size_t vs, std::size_t nk, const T* pf,
                std::size_t pf_stride, std::size_t npf, std::size_t d0, std::size_t dim_at_run_time, float* acc,
-               std::size_t acc_stride) {
+               std::size_t dp_at_run_time) {
   using vec = typename S::vec;
   using io = simd_io<S>;
   constexpr std::size_t L = S::lanes;
-  const std::size_t dim = Dim ? Dim : dim_at_run_time, dp = Dim ? Dim : acc_stride;
+  const std::size_t dim = Dim ? Dim : dim_at_run_time, dp = Dim ? padded_dim<S>(Dim) : dp_at_run_time;
   const bool full = d0 + W * L <= dim;  // else W = 1 and the vector is masked
   const std::size_t n = full ? L : dim - d0;
   vec a[G][W];
@@ -190,15 +191,14 @@ void with_rows(std::size_t n, F&& f) {
 }
 
 /// Calls f(std::integral_constant<size_t, D>) with D = dim for the head dims that get a kernel of their own
-/// (64 and 128, when whole vectors: then dim_pad = dim), else with D = 0: the kernels then take dim at run
-/// time. With D known, the loops over D unroll and their bounds and tails fold away: decode from L3 (KV
-/// 1024, H 32, Hkv 8, D 128, one thread) 0.237 → 0.217 ms (min of 4 alternated runs). From DRAM the rate
-/// stayed within the noise: with its software prefetch the kernel waits on the core's miss buffers there,
-/// not on its instructions.
+/// (64 and 128), else with D = 0: the kernels then take dim at run time. With D known, the loops over D
+/// unroll and their bounds and tails fold away: decode from L3 (KV 1024, H 32, Hkv 8, D 128, one thread)
+/// 0.237 → 0.217 ms (min of 4 alternated runs). From DRAM the rate stayed within the noise: with its
+/// software prefetch the kernel waits on the core's miss buffers there, not on its instructions.
 template <class S, class F>
 void with_dim(std::size_t dim, F&& f) {
-  if (dim == 128 && 128 % S::lanes == 0) return f(std::integral_constant<std::size_t, 128>{});
-  if (dim == 64 && 64 % S::lanes == 0) return f(std::integral_constant<std::size_t, 64>{});
+  if (dim == 128) return f(std::integral_constant<std::size_t, 128>{});
+  if (dim == 64) return f(std::integral_constant<std::size_t, 64>{});
   f(std::integral_constant<std::size_t, 0>{});
 }
 
@@ -275,7 +275,7 @@ void decode_attention(int threads, tensor_view<const T, 4> q, tensor_view<const 
   constexpr std::size_t L = S::lanes;
   const std::size_t batch = q.extent(0), heads = q.extent(1), seq_q = q.extent(2), dim = q.extent(3);
   const std::size_t kv_heads = k.extent(1), seq_kv = k.extent(2), group = heads / kv_heads;
-  const std::size_t dp = (dim + L - 1) / L * L;
+  const std::size_t dp = padded_dim<S>(dim);
   const std::size_t heads_per_slab = std::max<std::size_t>(1, std::min(group, blk::rows_max / seq_q));
   const std::size_t slabs = (group + heads_per_slab - 1) / heads_per_slab;
   const std::size_t chunks = std::max<std::size_t>(1, (seq_kv + blk::chunk - 1) / blk::chunk);

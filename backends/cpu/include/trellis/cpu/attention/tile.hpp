@@ -43,6 +43,12 @@ struct attention_blocking {
   static_assert(chunk % kb == 0 && qb <= rows_max, "a decode chunk is a whole number of key blocks");
 };
 
+/// The row stride of a tile's fp32 queries and running output: dim rounded up to whole vectors.
+template <class S>
+constexpr std::size_t padded_dim(std::size_t dim) noexcept {
+  return (dim + S::lanes - 1) / S::lanes * S::lanes;
+}
+
 /// The state of one tile's rows: fp32 queries, running output, max and sum, and what each row sees.
 struct attention_rows {
   std::size_t count = 0, dim = 0, dim_pad = 0;
