@@ -10,11 +10,32 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <new>
 #include <string>
 #include <trellis/cpu.hpp>
 #include <vector>
 
 namespace bench {
+
+/// 64-byte aligned allocation, as inference engines (and oneDNN's own memory objects) give their tensors.
+/// std::vector's default allocator puts a large buffer 16 bytes past a page boundary (glibc's mmap chunk
+/// header), so every vector of it would straddle two cache lines: both the peers and the bandwidth rows
+/// read the same aligned buffers instead. norm_bench keeps one misaligned pair of rows to show that cost.
+template <class T>
+struct aligned_allocator {
+  using value_type = T;
+  aligned_allocator() = default;
+  template <class U>
+  aligned_allocator(const aligned_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const aligned_allocator<U>&) const noexcept {
+    return true;
+  }
+};
+template <class T>
+using buffer = std::vector<T, aligned_allocator<T>>;
 
 /// Seconds per call of `run`, timed per iteration (one warm-up call first).
 inline double time_it(benchmark::State& state, const std::function<void()>& run) {
@@ -40,7 +61,7 @@ using S = trellis::cpu_detail::simd<trellis::hwy_provider>;
 /// Read bandwidth: each thread sums its static share of a 512 MiB buffer with 4 vector chains.
 inline void read_bandwidth(benchmark::State& state) {
   const int threads = int(state.range(0));
-  static std::vector<float> buf(std::size_t(128) << 20, 1.0f);
+  static buffer<float> buf(std::size_t(128) << 20, 1.0f);
   const std::size_t n = buf.size();
   float sink = 0.0f;
   const double s = time_it(state, [&] {
@@ -68,7 +89,7 @@ inline void read_bandwidth(benchmark::State& state) {
 /// Copy bandwidth: y = x over 256 MiB, bytes counted as read + written (as norms count theirs).
 inline void copy_bandwidth(benchmark::State& state) {
   const int threads = int(state.range(0));
-  static std::vector<float> x(std::size_t(64) << 20, 1.0f), y(std::size_t(64) << 20, 0.0f);
+  static buffer<float> x(std::size_t(64) << 20, 1.0f), y(std::size_t(64) << 20, 0.0f);
   const std::size_t n = x.size();
   const double s = time_it(state, [&] {
 #pragma omp parallel for num_threads(threads) schedule(static)
