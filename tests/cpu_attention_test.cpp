@@ -322,6 +322,26 @@ CPU_TEST(Attention, PrefillAcrossKeyBlocks) {
     }
 }
 
+CPU_TEST(Attention, PrefillTilesPerTaskFollowThreads) {
+  // A prefill task shares each readied key block among up to shared_tiles (query tile, head) pairs, fewer
+  // on more threads (tiles_per_task): on this shape 1 and 2 threads group the tiles differently (3 tasks of
+  // 12, 12 and 4 pairs per kv head against 4 of 7), over two key blocks, and must still agree bit for bit.
+  using blk = trellis::cpu_detail::attention_blocking;
+  const std::size_t q_tiles = 7, heads = 16, kv_heads = 4;
+  const std::size_t pairs = kv_heads * (heads / kv_heads) * q_tiles;
+  ASSERT_NE(blk::tiles_per_task(pairs, 1), blk::tiles_per_task(pairs, 2));
+  for (bool causal : {false, true}) {
+    att_params p{.heads = heads,
+                 .kv_heads = kv_heads,
+                 .sq = q_tiles * blk::qb - 5,
+                 .skv = blk::kb + 88,
+                 .dim = 24,
+                 .causal = causal};
+    if (!check_attention<Target, float, float>(p, 91u)) return;
+    if (!check_attention<Target, bf16, bf16>(p, 92u)) return;
+  }
+}
+
 CPU_TEST(Attention, DecodeLongKv) {
   // One or a few query rows against a long KV cache (the split-KV path when there is one).
   for (std::size_t sq : {1, 3})
