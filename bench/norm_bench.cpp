@@ -5,7 +5,8 @@
 //     GBps = bytes that must move / time: x read + y written (layernorm, rmsnorm, onednn), or x and r
 //     read + y and x + r written (residual); pct_copy = % of the bw/copy row (read + write counted alike);
 //     vs_onednn = oneDNN layernorm time / this time on the same shape (and the same alignment).
-//   norm/<impl>_x+16B/64x4096/threads:<t>: x and y 16 bytes past a cache line instead of aligned.
+//   norm/<impl>_x+16B/64x4096/threads:<t>: x and y 16 bytes past a cache line instead of aligned (to select
+//     them: --benchmark_filter='x\+16B', the + being a regex operator).
 // Run: ./norm_bench
 
 #include <random>

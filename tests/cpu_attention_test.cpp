@@ -324,21 +324,26 @@ CPU_TEST(Attention, PrefillAcrossKeyBlocks) {
 
 CPU_TEST(Attention, PrefillTilesPerTaskFollowThreads) {
   // A prefill task shares each readied key block among up to shared_tiles (query tile, head) pairs, fewer
-  // on more threads (tiles_per_task): on this shape 1 and 2 threads group the tiles differently (3 tasks of
-  // 12, 12 and 4 pairs per kv head against 4 of 7), over two key blocks, and must still agree bit for bit.
+  // on more threads (tiles_per_task): on these shapes 1 and 2 threads group the tiles differently (3 tasks
+  // of 12, 12 and 4 pairs per kv head against 4 of 7) and must still agree bit for bit. With a sliding
+  // window the tiles' key spans start at different keys, so the union a tile shares depends on the
+  // grouping: its online-softmax steps must not (key blocks end on a fixed grid).
   using blk = trellis::cpu_detail::attention_blocking;
   const std::size_t q_tiles = 7, heads = 16, kv_heads = 4;
   const std::size_t pairs = kv_heads * (heads / kv_heads) * q_tiles;
   ASSERT_NE(blk::tiles_per_task(pairs, 1), blk::tiles_per_task(pairs, 2));
-  for (bool causal : {false, true}) {
-    att_params p{.heads = heads,
-                 .kv_heads = kv_heads,
-                 .sq = q_tiles * blk::qb - 5,
-                 .skv = blk::kb + 88,
-                 .dim = 24,
-                 .causal = causal};
-    if (!check_attention<Target, float, float>(p, 91u)) return;
-    if (!check_attention<Target, bf16, bf16>(p, 92u)) return;
+  const std::size_t sq = q_tiles * blk::qb - 5;
+  for (int c = 0; c < 3; ++c) {
+    att_params p{.heads = heads, .kv_heads = kv_heads, .sq = sq, .skv = blk::kb + 88, .dim = 24, .causal = c > 0};
+    if (c == 2) {  // windowed: spans start inside key blocks, at keys that differ from tile to tile
+      p.skv = 2 * blk::kb + 76;
+      p.window = blk::kb + 1;
+      p.key_lengths = {std::int32_t(p.skv)};
+      p.mask = 3;
+      p.lse = true;
+    }
+    if (!check_attention<Target, float, float>(p, 91u + unsigned(c))) return;
+    if (!check_attention<Target, bf16, bf16>(p, 94u + unsigned(c))) return;
   }
 }
 

@@ -7,8 +7,9 @@
 // once for all of them, and each tile takes the blocks of its own rows' visible ranges, so with causal
 // masking the blocks above the diagonal are never touched and only blocks that straddle a row's limit clip
 // columns. Decode (Sq ≤ 16): the split-KV path of attention/decode.hpp. Which path runs depends on the
-// shape only, and each tile's keys are visited in order whichever tiles share its task, so results are
-// bit-identical for any thread count. A row that sees no key is 0 (lse −inf).
+// shape only; each tile visits its keys in order, in steps that end on a fixed grid of key blocks whichever
+// tiles share its task (and decode's chunks are fixed), so results are bit-identical for any thread count.
+// A row that sees no key is 0 (lse −inf).
 
 #include <algorithm>
 #include <cmath>

@@ -33,7 +33,9 @@ namespace cpu_detail {
 struct attention_blocking {
   // Keys per online-softmax step (8 micro-panels of 64): each step loads and stores the brgemm C tiles
   // (scores, acc) once, so a longer step amortises them over more keys — 128 → 512 took H32 Hkv8 S2048
-  // D128 (1 thread) from 699 to 675 ms — while a task's Kᵀ, V and scores (≈ 600 KiB at D = 128) stay in L2.
+  // D128 (1 thread) from 699 to 675 ms — while a block's Kᵀ, V and scores (≈ 600 KiB at D = 128) stay in L2
+  // (beside them a task cycles its tiles' queries and accumulators: 576 KiB for 12 tiles at D = 128, more
+  // than Zen 4's 1 MiB L2 holds with the rest, yet 12 tiles measured faster than 4; see shared_tiles).
   static constexpr std::size_t kb = 512;
   static constexpr std::size_t qb = 48;         // prefill query rows per tile: 8 micro-kernel strips of 6
   static constexpr std::size_t rows_max = 64;   // rows of any tile (decode: heads of a group × Sq)
@@ -43,10 +45,12 @@ struct attention_blocking {
   /// read from L3, once for all of them. Up to 12, three query tiles of a 4-head GQA group (4 before):
   /// attention_bench H32 Hkv8 S4096 D128 non-causal, min of 3 alternated runs, 2880 → 2704 ms on one thread
   /// and 1523 → 1377 on two; S2048 and causal within the noise. Fewer where 12 would leave a thread under 8
-  /// tasks (tiles_per_task), never under 4.
+  /// tasks (tiles_per_task), never under 4. With a sliding window a task's first block can be a sliver
+  /// (its span starts just before a grid line), one extra short step per tile.
   static constexpr std::size_t shared_tiles = 12, min_shared_tiles = 4;
   /// Pairs per prefill task for `pairs` (query tile, head) pairs in all on `threads` threads. Which tiles
-  /// share a block never changes a result: each tile visits its keys in the same order either way.
+  /// share a block never changes a result: the key blocks end on a fixed grid of kb keys, so a tile takes
+  /// the same online-softmax steps over its own keys whatever the other tiles' spans (prefill_attention).
   static constexpr std::size_t tiles_per_task(std::size_t pairs, std::size_t threads) noexcept {
     return std::clamp<std::size_t>(pairs / (8 * std::max<std::size_t>(1, threads)), min_shared_tiles, shared_tiles);
   }
