@@ -10,32 +10,19 @@
 #include <cstddef>
 #include <functional>
 #include <map>
-#include <new>
 #include <string>
+#include <trellis/core/aligned_allocator.hpp>
 #include <trellis/cpu.hpp>
 #include <vector>
 
 namespace bench {
 
-/// 64-byte aligned allocation, as inference engines (and oneDNN's own memory objects) give their tensors.
-/// std::vector's default allocator puts a large buffer 16 bytes past a page boundary (glibc's mmap chunk
-/// header), so every vector of it would straddle two cache lines: both the peers and the bandwidth rows
-/// read the same aligned buffers instead. norm_bench keeps one misaligned pair of rows to show that cost.
+/// Every bench tensor and bandwidth buffer: 64-byte aligned (trellis::aligned_vector), as inference engines
+/// (and oneDNN's own memory objects) give their tensors. std::vector's default allocator puts a large
+/// buffer 16 bytes past a page (glibc's mmap chunk header), so every vector of it would straddle two cache
+/// lines; norm_bench keeps one misaligned pair of rows to show that cost.
 template <class T>
-struct aligned_allocator {
-  using value_type = T;
-  aligned_allocator() = default;
-  template <class U>
-  aligned_allocator(const aligned_allocator<U>&) noexcept {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
-  template <class U>
-  bool operator==(const aligned_allocator<U>&) const noexcept {
-    return true;
-  }
-};
-template <class T>
-using buffer = std::vector<T, aligned_allocator<T>>;
+using buffer = trellis::aligned_vector<T>;
 
 /// Seconds per call of `run`, timed per iteration (one warm-up call first).
 inline double time_it(benchmark::State& state, const std::function<void()>& run) {

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
+#include <trellis/core/aligned_allocator.hpp>
 #include <trellis/core/bf16.hpp>
 #include <trellis/core/config.hpp>
 #include <trellis/core/dtype.hpp>
@@ -157,6 +159,30 @@ TEST(Bf16, FromBitsAndConstexpr) {
 
 // ---------------------------------------------------------------------------------------------------
 // tensor_view
+
+TEST(AlignedVector, DataStartsOnACacheLine) {
+  // Sizes on both sides of glibc's mmap threshold (128 KiB), where std::vector's data() sits 16 bytes past
+  // a page; and reallocation keeps the alignment.
+  for (std::size_t n : {std::size_t(1), std::size_t(3), std::size_t(1000), std::size_t(1) << 20}) {
+    trellis::aligned_vector<float> f(n, 1.0f);
+    trellis::aligned_vector<trellis::bf16> h(n);
+    trellis::aligned_vector<char> c(n);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f.data()) % 64, 0u) << n;
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(h.data()) % 64, 0u) << n;
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(c.data()) % 64, 0u) << n;
+    f.resize(3 * n + 5, 2.0f);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f.data()) % 64, 0u) << n;
+    EXPECT_EQ(f[0], 1.0f);
+    EXPECT_EQ(f.back(), 2.0f);
+  }
+  // Rebinding keeps the alignment (what containers other than vector do with it).
+  using rebound = std::allocator_traits<trellis::aligned_allocator<float, 128>>::rebind_alloc<double>;
+  static_assert(std::is_same_v<rebound, trellis::aligned_allocator<double, 128>>);
+  rebound a;
+  double* p = a.allocate(7);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 128, 0u);
+  a.deallocate(p, 7);
+}
 
 TEST(TensorView, RowMajorStridesAndIndexing) {
   float data[24];

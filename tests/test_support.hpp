@@ -12,6 +12,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <trellis/core/aligned_allocator.hpp>
 #include <trellis/core/bf16.hpp>
 #include <trellis/core/tensor_view.hpp>
 #include <type_traits>
@@ -21,23 +22,9 @@ namespace trellis_test {
 
 using trellis::bf16;
 
-/// 64-byte aligned storage, so that "aligned" really means cache-line aligned and an offset of one
-/// element really is unaligned for every vector width.
-template <class T>
-struct aligned_allocator {
-  using value_type = T;
-  aligned_allocator() = default;
-  template <class U>
-  aligned_allocator(const aligned_allocator<U>&) noexcept {}
-  T* allocate(std::size_t n) {
-    return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
-  }
-  void deallocate(T* p, std::size_t) noexcept { ::operator delete (p, std::align_val_t{64}); }
-  template <class U>
-  bool operator==(const aligned_allocator<U>&) const noexcept {
-    return true;
-  }
-};
+/// 64-byte aligned storage (trellis::aligned_allocator), so that "aligned" really means cache-line aligned
+/// and an offset of one element really is unaligned for every vector width.
+using trellis::aligned_allocator;
 
 template <class T>
 T canary_value() {

@@ -1,6 +1,7 @@
 #pragma once
 // Everything: core types, front doors, the reference target, and every backend whose headers are on the
 // include path (link trellis::trellis to get them all; trellis::cpu for the CPU target alone).
+#include "trellis/core/aligned_allocator.hpp"
 #include "trellis/core/bf16.hpp"
 #include "trellis/core/error.hpp"
 #include "trellis/core/tensor_view.hpp"
