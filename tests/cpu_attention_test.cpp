@@ -334,7 +334,9 @@ CPU_TEST(Attention, PrefillTilesPerTaskFollowThreads) {
   ASSERT_NE(blk::tiles_per_task(pairs, 1), blk::tiles_per_task(pairs, 2));
   const std::size_t sq = q_tiles * blk::qb - 5;
   for (int c = 0; c < 3; ++c) {
-    att_params p{.heads = heads, .kv_heads = kv_heads, .sq = sq, .skv = blk::kb + 88, .dim = 24, .causal = c > 0};
+    // D = 8 keeps the check cheap (its cost is fixed by the 112 pairs the grouping needs); the grouping, not
+    // the dtype, is under test, so bf16 runs on the windowed case only.
+    att_params p{.heads = heads, .kv_heads = kv_heads, .sq = sq, .skv = blk::kb + 88, .dim = 8, .causal = c > 0};
     if (c == 2) {  // windowed: spans start inside key blocks, at keys that differ from tile to tile
       p.skv = 2 * blk::kb + 76;
       p.window = blk::kb + 1;
@@ -343,7 +345,7 @@ CPU_TEST(Attention, PrefillTilesPerTaskFollowThreads) {
       p.lse = true;
     }
     if (!check_attention<Target, float, float>(p, 91u + unsigned(c))) return;
-    if (!check_attention<Target, bf16, bf16>(p, 94u + unsigned(c))) return;
+    if (c == 2 && !check_attention<Target, bf16, bf16>(p, 94u)) return;
   }
 }
 
