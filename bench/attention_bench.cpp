@@ -34,8 +34,8 @@ struct prefill_shape {
   double flops() const { return 4.0 * double(seq) * double(seq) * double(dim) * 32.0 * (causal ? 0.5 : 1.0); }
 };
 
-bench::buffer<float> random_buffer(std::size_t n, unsigned seed) {
-  bench::buffer<float> v(n);
+trellis::aligned_vector<float> random_buffer(std::size_t n, unsigned seed) {
+  trellis::aligned_vector<float> v(n);
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (float& x : v) x = u(rng);
@@ -46,7 +46,7 @@ void gemm_reference(benchmark::State& state) {
   const int threads = int(state.range(0));
   const std::size_t n = 2048;
   static auto a = random_buffer(n * n, 1), b = random_buffer(n * n, 2);
-  static bench::buffer<float> c(n * n);
+  static trellis::aligned_vector<float> c(n * n);
   const trellis::cpu target{.threads = threads};
   const double s = bench::time_it(state, [&] {
     trellis::matmul(target, tensor_view<const float, 2>{a.data(), {n, n}}, tensor_view<const float, 2>{b.data(), {n, n}},
@@ -58,7 +58,7 @@ void gemm_reference(benchmark::State& state) {
 }
 
 struct prefill_data {
-  bench::buffer<float> q, k, v, o;
+  trellis::aligned_vector<float> q, k, v, o;
   explicit prefill_data(const prefill_shape& p)
       : q(random_buffer(32 * p.seq * p.dim, 3)), k(random_buffer(p.kv_heads * p.seq * p.dim, 4)),
         v(random_buffer(p.kv_heads * p.seq * p.dim, 5)), o(32 * p.seq * p.dim) {}
@@ -104,7 +104,7 @@ void prefill_onednn_chain(benchmark::State& state, prefill_shape p, int threads)
   prefill_data d(p);
   omp_set_num_threads(threads);
   const std::size_t n = p.seq, dim = p.dim, group = 32 / p.kv_heads;
-  bench::buffer<float> scores(n * n);
+  trellis::aligned_vector<float> scores(n * n);
   const float scale = 1.0f / std::sqrt(float(dim));
   const auto N = dnnl_dim_t(n), D = dnnl_dim_t(dim);
   const double s = bench::time_it(state, [&] {
@@ -128,11 +128,11 @@ void prefill_onednn_chain(benchmark::State& state, prefill_shape p, int threads)
 
 void decode_trellis(benchmark::State& state, std::size_t kv, int threads) {
   const std::size_t h = 32, hkv = 8, dim = 128;
-  static std::map<std::size_t, bench::buffer<float>> caches;
+  static std::map<std::size_t, trellis::aligned_vector<float>> caches;
   auto& cache = caches[kv];
   if (cache.empty()) cache = random_buffer(2 * hkv * kv * dim, 6);
   auto q = random_buffer(h * dim, 7);
-  bench::buffer<float> o(h * dim);
+  trellis::aligned_vector<float> o(h * dim);
   const trellis::cpu target{.threads = threads};
   tensor_view<const float, 4> k{cache.data(), {1, hkv, kv, dim}}, v{cache.data() + hkv * kv * dim, {1, hkv, kv, dim}};
   const double s = bench::time_it(state, [&] {

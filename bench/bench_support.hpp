@@ -1,7 +1,9 @@
 #pragma once
 // Shared by attention_bench and norm_bench: manual timing and the machine's memory bandwidth measured
 // in the same binary (read: a vector sum over 512 MiB; copy: memcpy-free vector copy of 256 MiB each way),
-// so every GB/s can be quoted as a ratio from one run.
+// so every GB/s can be quoted as a ratio from one run. Every bench tensor and buffer is a
+// trellis::aligned_vector, 64-byte aligned as inference engines' tensors are (norm_bench keeps one
+// misaligned pair of rows to show that cost).
 
 #include <benchmark/benchmark.h>
 #include <omp.h>
@@ -16,13 +18,6 @@
 #include <vector>
 
 namespace bench {
-
-/// Every bench tensor and bandwidth buffer: 64-byte aligned (trellis::aligned_vector), as inference engines
-/// (and oneDNN's own memory objects) give their tensors. std::vector's default allocator puts a large
-/// buffer 16 bytes past a page (glibc's mmap chunk header), so every vector of it would straddle two cache
-/// lines; norm_bench keeps one misaligned pair of rows to show that cost.
-template <class T>
-using buffer = trellis::aligned_vector<T>;
 
 /// Seconds per call of `run`, timed per iteration (one warm-up call first).
 inline double time_it(benchmark::State& state, const std::function<void()>& run) {
@@ -48,7 +43,7 @@ using S = trellis::cpu_detail::simd<trellis::hwy_provider>;
 /// Read bandwidth: each thread sums its static share of a 512 MiB buffer with 4 vector chains.
 inline void read_bandwidth(benchmark::State& state) {
   const int threads = int(state.range(0));
-  static buffer<float> buf(std::size_t(128) << 20, 1.0f);
+  static trellis::aligned_vector<float> buf(std::size_t(128) << 20, 1.0f);
   const std::size_t n = buf.size();
   float sink = 0.0f;
   const double s = time_it(state, [&] {
@@ -76,7 +71,7 @@ inline void read_bandwidth(benchmark::State& state) {
 /// Copy bandwidth: y = x over 256 MiB, bytes counted as read + written (as norms count theirs).
 inline void copy_bandwidth(benchmark::State& state) {
   const int threads = int(state.range(0));
-  static buffer<float> x(std::size_t(64) << 20, 1.0f), y(std::size_t(64) << 20, 0.0f);
+  static trellis::aligned_vector<float> x(std::size_t(64) << 20, 1.0f), y(std::size_t(64) << 20, 0.0f);
   const std::size_t n = x.size();
   const double s = time_it(state, [&] {
 #pragma omp parallel for num_threads(threads) schedule(static)

@@ -26,11 +26,11 @@ struct norm_shape {
   std::string name() const { return std::to_string(rows) + "x" + std::to_string(hidden); }
 };
 
-/// The tensors of one shape, 64-byte aligned (bench::buffer); with `offset` floats, x, r, y and s all start
+/// The tensors of one shape, 64-byte aligned (trellis::aligned_vector); with `offset` floats, x, r, y and s all start
 /// that far past a line instead (the misaligned rows).
 struct norm_data {
   std::size_t offset;
-  bench::buffer<float> x_, r_, y_, s_, gamma, beta;
+  trellis::aligned_vector<float> x_, r_, y_, s_, gamma, beta;
   norm_data(const norm_shape& n, std::size_t floats_past_line)
       : offset(floats_past_line), x_(offset + n.rows * n.hidden), y_(x_.size()), gamma(n.hidden, 1.5f), beta(n.hidden, 0.25f) {
     std::mt19937 rng(1);
@@ -101,7 +101,7 @@ void run_onednn(benchmark::State& state, norm_case c, int threads) {
   layer_normalization_forward::primitive_desc pd(
       layer_normalization_forward::desc(prop_kind::forward_inference, md, 1e-5f, normalization_flags::use_scale_shift), eng);
   layer_normalization_forward prim(pd);
-  bench::buffer<float> ss(2 * n.hidden);
+  trellis::aligned_vector<float> ss(2 * n.hidden);
   std::copy(d.gamma.begin(), d.gamma.end(), ss.begin());
   std::copy(d.beta.begin(), d.beta.end(), ss.begin() + long(n.hidden));
   memory src(md, eng, d.x()), dst(md, eng, d.y()), scale_shift(ss_md, eng, ss.data());

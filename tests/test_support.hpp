@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <random>
 #include <string>
 #include <trellis/core/aligned_allocator.hpp>
@@ -21,10 +20,6 @@
 namespace trellis_test {
 
 using trellis::bf16;
-
-/// 64-byte aligned storage (trellis::aligned_allocator), so that "aligned" really means cache-line aligned
-/// and an offset of one element really is unaligned for every vector width.
-using trellis::aligned_allocator;
 
 template <class T>
 T canary_value() {
@@ -137,7 +132,9 @@ class guarded {
   shape_type shape_{};
   shape_type strides_{};
   std::size_t offset_ = 0;
-  std::vector<T, aligned_allocator<T>> storage_;
+  // 64-byte aligned, so that "aligned" really means cache-line aligned and an offset of one element
+  // really is unaligned for every vector width.
+  trellis::aligned_vector<T> storage_;
   std::vector<bool> used_;
 };
 

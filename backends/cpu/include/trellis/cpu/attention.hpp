@@ -78,7 +78,7 @@ void prefill_attention(int threads, tensor_view<const T, 4> q, tensor_view<const
         const std::size_t kb = j1 - j0;
         const auto [vb, ldv] = prepare_block<S>(ws, k, v, b, hk, j0, kb, dp);
         for (std::size_t i = 0; i < count; ++i)
-          if (spans[i].first < j0 + kb && j0 < spans[i].last)
+          if (spans[i].first < j1 && j0 < spans[i].last)
             attend_prepared_block<S>(tiles[i], ws, vb, ldv, j0, kb, scale, opts.mask);
       }
     }
